@@ -1,0 +1,694 @@
+"""The demo: an example LLM-powered app, instrumented, with switchable failure scenarios.
+
+The app is what a user's service looks like: a few features calling the real ``openai``
+and ``anthropic`` SDK clients, instrumented with ``llm_exporter.instrument(...)``. By
+default the clients talk to the local fake provider (``llm_exporter.fakeprovider``) whose
+per-request policy here plays a provider having a good or a bad day (the *scenario*). With
+``real=True`` the same features call the real APIs (keys from the environment).
+
+One HTTP port serves ``/metrics`` and the scenario switch::
+
+    curl localhost:8000/scenario                      # current and available scenarios
+    curl -X POST localhost:8000/scenario/error-burst  # switch at run time
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sys
+import threading
+import time
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from socketserver import ThreadingMixIn
+from typing import Any, Callable, Iterable, Optional
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import prometheus_client
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8000
+DEFAULT_RPS = 2.0
+
+# --- scenarios (what the fake provider does) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """How the provider behaves. Probabilities are per HTTP attempt (the SDKs retry once)."""
+
+    name: str
+    description: str
+    alert: str  # the alert this scenario is meant to fire ("" for none)
+    latency: tuple[float, float] = (0.3, 1.2)  # non-stream wait / stream time to first token, s
+    decode_s_per_token: float = 0.006  # stream pacing
+    p_rate_limit: float = 0.01  # 429 with retry-after
+    p_server_error: float = 0.003  # 500 / 503 / 529 (Anthropic overloaded)
+    p_timeout: float = 0.002  # answer after the client's timeout
+    p_truncation: float = 0.015  # finish_reason length / max_tokens
+    p_content_filter: float = 0.0003  # finish_reason content_filter / refusal
+    p_cache_hit: float = 0.5  # share of calls whose prompt prefix is cached
+    token_factor: float = 1.0  # prompt size multiplier (a prompt regression)
+    #: request model -> model the app calls instead (the app side of a scenario)
+    model_overrides: dict[str, str] = field(default_factory=dict)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("normal", "Healthy traffic: rare 429s (retried), rare truncation and filtering.", ""),
+        Scenario(
+            "latency-spike", "The provider slows down: most calls take 6-12 s.", "LLMHighLatency",
+            latency=(6.0, 12.0),
+        ),
+        Scenario(
+            # per attempt 85 % fail, so ~72 % of calls fail after the SDK's one retry: the 1h/5m
+            # burn-rate page needs > 10 % over the last hour as well as the last 5 minutes
+            "error-burst", "A provider incident: most calls fail with 500/503/529 or 429, retries too.",
+            "LLMHighErrorRate", p_server_error=0.7, p_rate_limit=0.15,
+        ),
+        Scenario(
+            "cost-spike",
+            "A bad deploy: whole ticket histories (~100k tokens) go to the biggest models, cache misses.",
+            "LLMCostSpike", token_factor=60.0, p_cache_hit=0.02,
+            model_overrides={"claude-haiku-4-5": "claude-opus-4-1", "gpt-4o-mini": "gpt-4.1"},
+        ),
+        Scenario(
+            "truncation", "max_tokens too small after a deploy: many answers cut off.",
+            "LLMTruncationRateHigh", p_truncation=0.3,
+        ),
+    )
+}
+
+
+class ScenarioState:
+    """The current scenario; switched from the CLI flag, the HTTP endpoint or code."""
+
+    def __init__(self, name: str = "normal") -> None:
+        self._lock = threading.Lock()
+        self._current = _lookup(name)
+        self._since = time.time()
+        self._gauge: Optional[prometheus_client.Gauge] = None
+
+    @property
+    def current(self) -> Scenario:
+        with self._lock:
+            return self._current
+
+    @property
+    def since(self) -> float:
+        with self._lock:
+            return self._since
+
+    def set(self, name: str) -> Scenario:
+        scenario = _lookup(name)
+        with self._lock:
+            self._current, self._since = scenario, time.time()
+        self._export()
+        log.warning("demo scenario -> %s: %s", scenario.name, scenario.description)
+        return scenario
+
+    def export_to(self, registry: prometheus_client.CollectorRegistry) -> None:
+        # demo_scenario{scenario=...} 1 marks when a scenario ran (not an llm_* metric)
+        self._gauge = prometheus_client.Gauge(
+            "demo_scenario", "Scenario the llm-exporter demo is playing (1 = current).", ["scenario"],
+            registry=registry,
+        )
+        self._export()
+
+    def _export(self) -> None:
+        if self._gauge is not None:
+            current = self.current.name
+            for name in SCENARIOS:
+                self._gauge.labels(scenario=name).set(1 if name == current else 0)
+
+
+def _lookup(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}") from None
+
+
+# --- the fake provider's policy -----------------------------------------------------------
+
+#: Rate-limit budgets per model (per minute), roughly a mid usage tier.
+_RPM_LIMIT = 5000
+_TPM_LIMIT = 4_000_000
+
+#: (prompt tokens range, output tokens range) by operation.
+_SIZES: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    "chat": ((600, 2400), (60, 260)),
+    "messages": ((800, 3000), (80, 320)),
+    "responses": ((1200, 4000), (120, 400)),
+    "embeddings": ((20, 120), (0, 0)),
+}
+
+_REASONING_MODELS = ("o3", "o4-mini", "o1", "gpt-5")
+_MAX_PROMPT = 190_000  # stay inside every demo model's context window
+
+
+class DemoPolicy:
+    """Decides each fake-provider answer from the current scenario (seeded, thread-safe)."""
+
+    def __init__(self, state: ScenarioState, seed: Optional[int] = None, time_scale: float = 1.0,
+                 client_timeout: float = 20.0) -> None:
+        self.state = state
+        self.seed = seed
+        self.time_scale = time_scale
+        self.client_timeout = client_timeout
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._windows: dict[tuple[str, str], deque[tuple[float, int]]] = {}
+
+    def _random(self, index: int) -> random.Random:
+        # seeded: the answer depends only on (seed, request index), not on thread timing
+        if self.seed is not None:
+            return random.Random(f"{self.seed}:{index}")
+        with self._lock:
+            return random.Random(self._rng.getrandbits(64))
+
+    def __call__(self, req: Any) -> Any:
+        from .fakeprovider import Reply
+
+        sc = self.state.current
+        rng = self._random(req.index)
+        ts = self.time_scale
+        body = req.body if isinstance(req.body, dict) else {}
+        # errors first: they are per attempt, so the SDK's retry often succeeds
+        roll = rng.random()
+        if roll < sc.p_server_error:
+            status = rng.choice([500, 503, 529] if req.provider == "anthropic" else [500, 502, 503])
+            return Reply(status=status, headers={**self._ratelimit_headers(req, 0), "retry-after-ms": _ms(0.2 * ts)},
+                         delay_s=rng.uniform(0.05, 0.3) * ts)
+        roll -= sc.p_server_error
+        if roll < sc.p_rate_limit:
+            return Reply(status=429, headers={**self._ratelimit_headers(req, 0), "retry-after-ms": _ms(0.5 * ts)},
+                         delay_s=0.02 * ts)
+        roll -= sc.p_rate_limit
+        if roll < sc.p_timeout:
+            return Reply(delay_s=self.client_timeout * 1.5,  # client_timeout is already scaled
+                         headers=self._ratelimit_headers(req, 0))
+
+        (p_lo, p_hi), (o_lo, o_hi) = _SIZES.get(req.operation, _SIZES["chat"])
+        prompt = rng.randint(p_lo, p_hi)
+        if req.operation == "embeddings":
+            return Reply(prompt_tokens=prompt, delay_s=rng.uniform(0.05, 0.2) * ts,
+                         headers=self._ratelimit_headers(req, prompt))
+        prompt = min(_MAX_PROMPT, int(prompt * sc.token_factor))
+        output = rng.randint(o_lo, o_hi)
+        reasoning = 0
+        reasoning_text = None
+        model = req.model or ""
+        if model.startswith(_REASONING_MODELS) or "thinking" in body:
+            reasoning = rng.randint(200, 1800)
+            reasoning_text = "Let me check the order history and the policy before answering."
+        finish = None
+        roll = rng.random()
+        if roll < sc.p_truncation:
+            # the answer stops at max_tokens (which also bounds the reasoning)
+            budget = _max_output(body) or (o_hi + reasoning)
+            reasoning = min(reasoning, budget // 2)
+            finish, output = "length", max(1, budget - reasoning)
+        elif roll < sc.p_truncation + sc.p_content_filter:
+            finish, output = "content_filter", rng.randint(1, 12)
+        cached = cache_write = 0
+        if rng.random() < sc.p_cache_hit:
+            cached = int(prompt * rng.uniform(0.5, 0.9)) // 64 * 64  # providers cache in blocks
+        elif req.provider == "anthropic" and rng.random() < 0.2:
+            cache_write = int(prompt * 0.6)
+        wait = rng.uniform(*sc.latency) * ts
+        # decode time: reasoning is paced faster and capped so healthy p99 stays well under 5 s
+        decode = sc.decode_s_per_token * ts * min(300, output + reasoning // 5)
+        words = 24
+        reply = Reply(
+            text=_answer_text(rng, words),
+            finish_reason=finish,
+            prompt_tokens=prompt,
+            completion_tokens=output + reasoning,
+            cached_tokens=cached,
+            cache_write_tokens=cache_write,
+            reasoning_tokens=reasoning if req.provider == "openai" else 0,
+            reasoning_text=reasoning_text,
+            headers=self._ratelimit_headers(req, prompt + output + reasoning),
+        )
+        if req.stream:
+            # time to first token, then the decode time of the output spread over the deltas
+            deltas = words + (len(reasoning_text.split()) if reasoning_text else 0)
+            return replace(reply, first_delta_delay_s=wait, chunk_delay_s=decode / deltas)
+        return replace(reply, delay_s=wait + decode)
+
+    def _ratelimit_headers(self, req: Any, tokens: int) -> dict[str, str]:
+        from .fakeprovider import anthropic_ratelimit_headers, openai_ratelimit_headers
+
+        now = time.monotonic()
+        key = (req.provider, req.model or "")
+        with self._lock:
+            window = self._windows.setdefault(key, deque())
+            while window and window[0][0] < now - 60:
+                window.popleft()
+            window.append((now, tokens))  # one entry per request, as the provider counts them
+            used_req = len(window)
+            used_tok = sum(t for _, t in window)
+        rem_req, rem_tok = max(0, _RPM_LIMIT - used_req), max(0, _TPM_LIMIT - used_tok)
+        if req.provider == "anthropic":
+            return anthropic_ratelimit_headers(requests=(_RPM_LIMIT, rem_req), tokens=(_TPM_LIMIT, rem_tok))
+        return openai_ratelimit_headers(_RPM_LIMIT, rem_req, _TPM_LIMIT, rem_tok)
+
+
+def _ms(seconds: float) -> str:
+    return str(max(1, int(seconds * 1000)))
+
+
+def _max_output(body: dict) -> Optional[int]:
+    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        if isinstance(body.get(key), int):
+            return body[key]
+    return None
+
+
+_WORDS = ("your order ships tomorrow the refund was approved we found three matching articles "
+          "the ticket is routed to billing thanks for your patience here is a short summary").split()
+
+
+def _answer_text(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(_WORDS) for _ in range(n)).capitalize() + "."
+
+
+# --- the app: features calling the SDKs ---------------------------------------------------
+
+FEATURES: tuple[str, ...] = ("order_summary", "support_triage", "search", "code_review", "draft_reply")
+#: Share of traffic per feature.
+_FEATURE_WEIGHTS: tuple[float, ...] = (0.3, 0.25, 0.25, 0.1, 0.1)
+#: Request models per feature in fake mode, and the cheaper choice used with --real.
+MODELS: dict[str, dict[str, str]] = {
+    "fake": {"order": "gpt-4o-mini", "triage": "claude-haiku-4-5", "embed": "text-embedding-3-small",
+             "answer": "gpt-4.1-mini", "reason": "o4-mini", "draft": "claude-sonnet-4-6"},
+    "real": {"order": "gpt-4o-mini", "triage": "claude-haiku-4-5", "embed": "text-embedding-3-small",
+             "answer": "gpt-4o-mini", "reason": "o4-mini", "draft": "claude-haiku-4-5"},
+}
+_PROVIDER_OF = {"order_summary": "openai", "support_triage": "anthropic", "search": "openai",
+                "code_review": "openai", "draft_reply": "anthropic"}
+
+_ORDERS = ["2 x espresso beans, 1 x grinder, express shipping", "1 x standing desk, assembly",
+           "3 x notebooks, 1 x fountain pen", "1 x laptop sleeve, gift wrap"]
+_TICKETS = ["My package never arrived and tracking has not moved in a week.",
+            "I was charged twice for the same order.", "How do I change my delivery address?",
+            "The app crashes when I open my order history."]
+_QUERIES = ["return policy for opened items", "warranty for grinders", "track my order", "bulk discount"]
+_SYSTEM = ("You are the assistant of an online shop. Be brief, factual and polite. "
+           "Policies: returns within 30 days; refunds to the original payment method.")
+
+
+class DemoApp:
+    """The example app: one instrumented OpenAI client and one Anthropic client."""
+
+    def __init__(self, openai_client: Any = None, anthropic_client: Any = None, real: bool = False,
+                 state: Optional[ScenarioState] = None) -> None:
+        self.openai = openai_client
+        self.anthropic = anthropic_client
+        self.real = real
+        self.state = state
+        self._models = MODELS["real" if real else "fake"]
+        self.features = [f for f in FEATURES if self._client_for(f) is not None]
+        if not self.features:
+            raise ValueError("no provider client: set OPENAI_API_KEY and/or ANTHROPIC_API_KEY")
+        self.weights = [_FEATURE_WEIGHTS[FEATURES.index(f)] for f in self.features]
+
+    def _client_for(self, feature_name: str) -> Any:
+        return self.openai if _PROVIDER_OF[feature_name] == "openai" else self.anthropic
+
+    def pick(self, rng: random.Random) -> str:
+        return rng.choices(self.features, self.weights)[0]
+
+    def run(self, feature_name: str, rng: random.Random) -> None:
+        """One user request of ``feature_name``; SDK errors propagate (the caller counts them)."""
+        from .context import feature
+
+        with feature(feature_name):
+            getattr(self, feature_name)(rng)
+
+    def model(self, role: str) -> str:
+        name = self._models[role]
+        if self.state is not None:
+            name = self.state.current.model_overrides.get(name, name)
+        return name
+
+    def _max(self, normal: int, real_cap: int = 120) -> int:
+        """max_tokens: small with real providers (they cost money); tiny for their truncation scenario."""
+        if not self.real:
+            return normal
+        if self.state is not None and self.state.current.name == "truncation":
+            return 16
+        return min(normal, real_cap)
+
+    # Each feature uses a different API shape, as real apps do.
+
+    def order_summary(self, rng: random.Random) -> None:
+        """OpenAI chat completion, not streamed."""
+        self.openai.chat.completions.create(
+            model=self.model("order"), max_tokens=self._max(300),
+            messages=[{"role": "system", "content": _SYSTEM},
+                      {"role": "user", "content": "Summarise this order for the customer: " + rng.choice(_ORDERS)}],
+        )
+
+    def support_triage(self, rng: random.Random) -> None:
+        """Anthropic ``messages.stream`` helper, streamed."""
+        with self.anthropic.messages.stream(
+            model=self.model("triage"), max_tokens=self._max(400), system=_SYSTEM,
+            messages=[{"role": "user", "content": "Classify and answer this ticket: " + rng.choice(_TICKETS)}],
+        ) as stream:
+            for _ in stream.text_stream:
+                pass
+
+    def search(self, rng: random.Random) -> None:
+        """OpenAI embeddings, then a streamed chat answer with usage in the last chunk."""
+        query = rng.choice(_QUERIES)
+        self.openai.embeddings.create(model=self.model("embed"), input=query)
+        stream = self.openai.chat.completions.create(
+            model=self.model("answer"), max_tokens=self._max(250), stream=True,
+            stream_options={"include_usage": True},
+            messages=[{"role": "system", "content": _SYSTEM},
+                      {"role": "user", "content": "Answer from the help centre: " + query}],
+        )
+        for _ in stream:
+            pass
+
+    def code_review(self, rng: random.Random) -> None:
+        """OpenAI Responses API with a reasoning model."""
+        self.openai.responses.create(
+            model=self.model("reason"), max_output_tokens=self._max(2000, real_cap=600),
+            reasoning={"effort": "low"},
+            input="Review this change to the checkout code: " + rng.choice(_ORDERS),
+        )
+
+    def draft_reply(self, rng: random.Random) -> None:
+        """Anthropic ``messages.create(stream=True)``; extended thinking in fake mode."""
+        extra: dict[str, Any] = {}
+        if not self.real:
+            extra["thinking"] = {"type": "enabled", "budget_tokens": 1024}
+        stream = self.anthropic.messages.create(
+            model=self.model("draft"), max_tokens=self._max(2048), stream=True,
+            system=_SYSTEM,
+            messages=[{"role": "user", "content": "Draft a reply to: " + rng.choice(_TICKETS)}],
+            **extra,
+        )
+        for _ in stream:
+            pass
+
+
+def make_clients(base_openai: Optional[str], base_anthropic: Optional[str], timeout: float,
+                 real: bool = False) -> tuple[Any, Any]:
+    """Instrumented SDK clients: against the fake provider, or the real APIs with env keys."""
+    from anthropic import Anthropic
+    from openai import OpenAI
+
+    from .instrumentation import instrument
+
+    if real:
+        oa = instrument(OpenAI(timeout=timeout, max_retries=1)) if os.environ.get("OPENAI_API_KEY") else None
+        an = (instrument(Anthropic(timeout=timeout, max_retries=1))
+              if os.environ.get("ANTHROPIC_API_KEY") else None)
+        return oa, an
+    oa = OpenAI(base_url=base_openai, api_key="demo-key", timeout=timeout, max_retries=1)
+    an = Anthropic(base_url=base_anthropic, api_key="demo-key", timeout=timeout, max_retries=1)
+    return instrument(oa), instrument(an)
+
+
+# --- traffic ------------------------------------------------------------------------------
+
+
+class Traffic:
+    """Issues requests at a bounded rate from a thread pool; counts outcomes for the log."""
+
+    def __init__(self, app: DemoApp, rps: float, seed: Optional[int] = None, max_in_flight: int = 48) -> None:
+        if rps <= 0:
+            raise ValueError("rps must be > 0")
+        self.app = app
+        self.rps = rps
+        self.seed = seed
+        self._rng = random.Random(seed)
+        self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="demo-request")
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.outcomes: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def run_one(self, index: Optional[int] = None) -> str:
+        """One request, in the calling thread; returns "ok" or the exception's class name."""
+        with self._lock:
+            i = self._count if index is None else index
+            self._count += 1
+            rng = random.Random(f"{self.seed}:{i}") if self.seed is not None else random.Random(
+                self._rng.getrandbits(64))
+        name = self.app.pick(rng)
+        try:
+            self.app.run(name, rng)
+            outcome = "ok"
+        except Exception as exc:  # the demo app survives provider errors, as a real one must
+            outcome = type(exc).__name__
+        with self._lock:
+            self.outcomes[outcome] += 1
+        return outcome
+
+    def start(self) -> "Traffic":
+        self._thread = threading.Thread(target=self._loop, name="demo-traffic", daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        interval = 1.0 / self.rps
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            # drop a tick instead of queueing when every worker is busy (bounded load)
+            if self._slots.acquire(blocking=False):
+                try:
+                    self._pool.submit(self._guarded)
+                except RuntimeError:  # pool shut down
+                    self._slots.release()
+                    return
+            else:
+                with self._lock:
+                    self.outcomes["dropped"] += 1
+            next_at += interval
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def _guarded(self) -> None:
+        try:
+            self.run_one()
+        finally:
+            self._slots.release()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def join(self) -> None:
+        """Wait for in-flight requests (after ``stop``)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.outcomes)
+
+
+# --- HTTP: /metrics and the scenario switch ------------------------------------------------
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("demo http: " + format, *args)
+
+
+def control_app(state: ScenarioState, registry: prometheus_client.CollectorRegistry,
+                allow: Iterable[str] = tuple(SCENARIOS)) -> Callable:
+    """WSGI app: /metrics, GET /scenario, POST /scenario/<name>, /healthz."""
+    from .exposition import make_wsgi_app
+
+    metrics_app = make_wsgi_app(registry)
+    allowed = tuple(allow)
+
+    def app(environ: dict, start_response: Callable) -> list[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        method = environ.get("REQUEST_METHOD", "GET")
+
+        def send(status: str, data: Any) -> list[bytes]:
+            body = (json.dumps(data, indent=1) + "\n").encode()
+            start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
+        if path == "/healthz":
+            return send("200 OK", {"status": "ok"})
+        if path in ("/", "/scenario") and method == "GET":
+            return send("200 OK", {
+                "scenario": state.current.name, "since": state.since,
+                "scenarios": {s.name: {"description": s.description, "alert": s.alert}
+                              for s in SCENARIOS.values() if s.name in allowed},
+                "switch": "POST /scenario/<name>",
+            })
+        if path.startswith("/scenario/"):
+            if method != "POST":
+                return send("405 Method Not Allowed", {"error": "use POST"})
+            name = path[len("/scenario/"):].strip("/")
+            if name not in allowed:
+                return send("404 Not Found", {"error": f"unknown or unavailable scenario {name!r}",
+                                              "scenarios": list(allowed)})
+            state.set(name)
+            return send("200 OK", {"scenario": name})
+        return send("404 Not Found", {"error": "not found"})
+
+    return app
+
+
+# --- putting it together -------------------------------------------------------------------
+
+
+@dataclass
+class DemoConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    scenario: str = "normal"
+    rps: float = DEFAULT_RPS
+    seed: Optional[int] = None
+    real: bool = False
+    time_scale: float = 1.0  # multiplies every fake delay (tests use small values)
+    client_timeout: float = 20.0  # the SDK clients' timeout (fake mode: x time_scale, at least 1 s)
+    status_every: float = 30.0  # seconds between status lines on stderr (0: never)
+
+
+class Demo:
+    """The running demo: fake provider + instrumented app + traffic + HTTP endpoint."""
+
+    def __init__(self, config: DemoConfig, registry: Optional[prometheus_client.CollectorRegistry] = None) -> None:
+        self.config = config
+        self.registry = registry if registry is not None else prometheus_client.REGISTRY
+        self.state = ScenarioState(config.scenario)
+        self.provider: Any = None
+        self.app: Optional[DemoApp] = None
+        self.traffic: Optional[Traffic] = None
+        self._httpd: Optional[_ThreadingWSGIServer] = None
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+
+    @property
+    def port(self) -> int:
+        assert self._httpd is not None, "demo not started"
+        return self._httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    def build(self) -> DemoApp:
+        """Fake provider (unless real) and the instrumented app, without traffic or HTTP."""
+        from .config import configure
+
+        cfg = self.config
+        if self.registry is not prometheus_client.REGISTRY:
+            configure(registry=self.registry)
+        if cfg.real:
+            if cfg.scenario not in ("normal", "truncation"):
+                raise ValueError("with --real only the normal and truncation scenarios apply")
+            oa, an = make_clients(None, None, cfg.client_timeout, real=True)
+            self.app = DemoApp(oa, an, real=True, state=self.state)
+            return self.app
+        from .fakeprovider import FakeProvider
+
+        # scaled down for tests, but never below what a local HTTP round trip needs
+        timeout = max(cfg.client_timeout * cfg.time_scale, 1.0)
+        policy = DemoPolicy(self.state, seed=cfg.seed, time_scale=cfg.time_scale, client_timeout=timeout)
+        self.provider = FakeProvider(policy=policy).start()
+        oa, an = make_clients(self.provider.openai_base_url, self.provider.anthropic_base_url, timeout)
+        self.app = DemoApp(oa, an, state=self.state)
+        return self.app
+
+    def start(self, traffic: bool = True) -> "Demo":
+        cfg = self.config
+        app = self.build()
+        self.state.export_to(self.registry)
+        allowed = ("normal", "truncation") if cfg.real else tuple(SCENARIOS)
+        self._httpd = make_server(cfg.host, cfg.port, control_app(self.state, self.registry, allowed),
+                                  server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+        self._spawn(self._httpd.serve_forever, "demo-http")
+        if traffic:
+            self.traffic = Traffic(app, cfg.rps, seed=cfg.seed).start()
+            self._spawn(self._housekeeping, "demo-status")
+        return self
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _housekeeping(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(5.0):
+            if self.provider is not None:
+                self.provider.reset()  # the fake provider keeps every request; the demo runs for days
+            every = self.config.status_every
+            if every and time.monotonic() - last >= every and self.traffic is not None:
+                last = time.monotonic()
+                counts = self.traffic.snapshot()
+                summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+                print(f"[demo] scenario={self.state.current.name} requests: {summary}", file=sys.stderr,
+                      flush=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.traffic is not None:
+            self.traffic.stop()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self.provider is not None:
+            self.provider.stop()  # in-flight calls fail fast once its connections close
+        if self.traffic is not None:
+            self.traffic.join()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def __enter__(self) -> "Demo":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run(config: DemoConfig, stop: Optional[threading.Event] = None) -> None:
+    """Run the demo until ``stop`` is set or Ctrl-C."""
+    demo = Demo(config).start()
+    print(describe(demo), flush=True)
+    try:
+        (stop or threading.Event()).wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.stop()
+
+
+def describe(demo: Demo) -> str:
+    mode = "real providers" if demo.config.real else f"local fake provider at {demo.provider.url}"
+    host = "localhost" if demo.config.host in ("0.0.0.0", "::") else demo.config.host
+    base = f"http://{host}:{demo.port}"
+    return "\n".join([
+        f"llm-exporter demo: {demo.config.rps:g} req/s against the {mode}",
+        f"  metrics:   {base}/metrics",
+        f"  scenario:  {demo.state.current.name}  (list: curl {base}/scenario)",
+        f"  switch:    curl -X POST {base}/scenario/<{'|'.join(SCENARIOS)}>",
+    ])

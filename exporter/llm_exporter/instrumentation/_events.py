@@ -1,0 +1,158 @@
+"""Reading SSE events as they pass by: first token, usage, model, finish reason, the end.
+
+Works on the wire JSON (dicts), so the caller's SDK objects are never touched and
+every way of consuming a stream (iteration, ``text_stream``, ``get_final_message()``,
+raw responses) is seen the same.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+DONE = "done"
+
+
+class StreamError(Exception):
+    """An error event inside a 200 stream (classified by its provider error type)."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        err = body.get("error") if isinstance(body.get("error"), dict) else body
+        super().__init__(str(err.get("message") or err.get("type") or "stream error"))
+        self.body = body
+
+
+class Interpreter:
+    """Base: feeds one call from the events of one stream."""
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+        self.seen_token = False
+        self.model_set = False
+
+    def token(self) -> None:
+        if not self.seen_token:
+            self.seen_token = True
+            self.call.first_token()
+
+    def model(self, model: Any) -> None:
+        if not self.model_set and isinstance(model, str) and model:
+            self.model_set = True
+            self.call.set_response_model(model)
+
+    def feed(self, event: Optional[str], data: str) -> Any:
+        """Returns None to go on, ``DONE`` at the end, or an exception for an error event."""
+        raise NotImplementedError
+
+
+class ChatInterpreter(Interpreter):
+    """OpenAI chat completions (and legacy completions) chunks."""
+
+    def feed(self, event: Optional[str], data: str) -> Any:
+        if data.startswith("[DONE]"):
+            return DONE
+        if self.seen_token and self.model_set and '"finish_reason":null' in data and '"error"' not in data \
+                and ('"usage"' not in data or '"usage":null' in data):
+            return None  # the hot path: a plain content chunk
+        chunk = json.loads(data)
+        if not isinstance(chunk, dict):
+            return None
+        if chunk.get("error"):
+            return StreamError(chunk)
+        self.model(chunk.get("model"))
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            if not self.seen_token:
+                delta = choice.get("delta")
+                if isinstance(delta, dict):
+                    # role-only chunks carry content "" and do not count
+                    if any(delta.get(k) for k in ("content", "tool_calls", "function_call", "refusal",
+                                                  "reasoning_content", "reasoning", "audio")):
+                        self.token()
+                elif choice.get("text"):  # legacy completions
+                    self.token()
+            reason = choice.get("finish_reason")
+            if isinstance(reason, str):
+                self.call.set_finish_reason(reason)
+        usage = chunk.get("usage")
+        if usage:
+            self.call.record_usage(usage)
+        return None
+
+
+class ResponsesInterpreter(Interpreter):
+    """OpenAI Responses API typed events."""
+
+    _FINAL = ("response.completed", "response.incomplete", "response.failed", "response.cancelled")
+
+    def feed(self, event: Optional[str], data: str) -> Any:
+        if event is not None:  # the event name repeats the type: skip parsing what we do not need
+            if event.endswith(".delta"):
+                self.token()
+                return None
+            if event not in self._FINAL and event not in ("response.created", "error"):
+                return None
+        ev = json.loads(data)
+        if not isinstance(ev, dict):
+            return None
+        kind = ev.get("type") or event or ""
+        if kind.endswith(".delta"):
+            self.token()
+            return None
+        if kind == "response.created":
+            self.model((ev.get("response") or {}).get("model"))
+            return None
+        if kind in self._FINAL:
+            response = ev.get("response") or {}
+            self.model(response.get("model"))
+            self.call.record_response(response)
+            if kind == "response.failed":
+                err = response.get("error") if isinstance(response.get("error"), dict) else {}
+                return StreamError({"error": {"type": "server_error", **err}})
+            return DONE
+        if kind == "error":
+            return StreamError({"error": {k: v for k, v in ev.items() if k != "type"}})
+        return None
+
+
+class MessagesInterpreter(Interpreter):
+    """Anthropic Messages stream events."""
+
+    def feed(self, event: Optional[str], data: str) -> Any:
+        if event == "ping":
+            return None
+        if event == "content_block_delta" and self.seen_token:
+            return None  # the hot path: no need to parse once the first token is seen
+        ev = json.loads(data)
+        if not isinstance(ev, dict):
+            return None
+        kind = ev.get("type") or event
+        if kind == "content_block_delta":
+            delta = ev.get("delta") or {}
+            if delta.get("type") != "signature_delta":
+                self.token()
+        elif kind == "message_start":
+            message = ev.get("message") or {}
+            self.model(message.get("model"))
+            if message.get("usage"):
+                self.call.record_usage(message["usage"])
+        elif kind == "message_delta":
+            reason = (ev.get("delta") or {}).get("stop_reason")
+            if isinstance(reason, str):
+                self.call.set_finish_reason(reason)
+            if ev.get("usage"):
+                self.call.record_usage(ev["usage"])
+        elif kind == "message_stop":
+            return DONE
+        elif kind == "error":
+            return StreamError(ev)
+        return None
+
+
+INTERPRETERS = {
+    "chat": ChatInterpreter,
+    "completions": ChatInterpreter,
+    "responses": ResponsesInterpreter,
+    "messages": MessagesInterpreter,
+}

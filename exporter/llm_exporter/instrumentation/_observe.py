@@ -1,0 +1,258 @@
+"""Observing a response body on its way to the SDK, and finishing the call when it ends.
+
+The successful attempt's ``response.stream`` (httpx/httpx2 byte stream) is wrapped
+by one that passes every chunk through unchanged and feeds an observer. The call
+finishes exactly once: at the stream's terminal event, on an error event or read
+error, when the body ends without a terminal event (truncated: ``connection``),
+or, if the caller closes the response or drops it early, as ``cancelled``.
+
+Cancellations from ``close()`` and from garbage collection are recorded by a
+small worker thread: they may run inside a finalizer, and recording there could
+deadlock on a metric lock the same thread already holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import threading
+from typing import Any, Iterator, Optional
+
+from ..errors import log_failure
+from ._events import DONE, INTERPRETERS
+
+# --- deferred cancellations ---------------------------------------------------------
+
+_pending: "queue.SimpleQueue[Any]" = queue.SimpleQueue()  # put() is safe in __del__
+_worker: Optional[threading.Thread] = None
+_worker_pid = 0
+_worker_lock = threading.Lock()
+
+
+def _work() -> None:
+    while True:
+        item = _pending.get()
+        if isinstance(item, threading.Event):
+            item.set()
+            continue
+        try:
+            item()
+        except Exception:
+            log_failure("instrument.cancel", "recording a cancelled stream failed")
+
+
+def ensure_worker() -> None:
+    global _worker, _worker_pid
+    if _worker is not None and _worker_pid == os.getpid() and _worker.is_alive():
+        return
+    with _worker_lock:
+        if _worker is None or _worker_pid != os.getpid() or not _worker.is_alive():
+            _worker = threading.Thread(target=_work, name="llm-exporter-streams", daemon=True)
+            _worker.start()
+            _worker_pid = os.getpid()
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait until cancellations queued so far are recorded (tests, shutdown hooks)."""
+    ensure_worker()
+    done = threading.Event()
+    _pending.put(done)
+    return done.wait(timeout)
+
+
+# --- SSE parsing ----------------------------------------------------------------------
+
+
+class SSEParser:
+    """Incremental server-sent-events parser: bytes in, ``(event, data)`` pairs out."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> list[tuple[Optional[str], str]]:
+        self._buf += chunk.replace(b"\r\n", b"\n")
+        out: list[tuple[Optional[str], str]] = []
+        while True:
+            end = self._buf.find(b"\n\n")
+            if end < 0:
+                return out
+            block, self._buf = self._buf[:end], self._buf[end + 2 :]
+            event: Optional[str] = None
+            data: list[str] = []
+            for line in block.decode("utf-8", "replace").split("\n"):
+                line = line.rstrip("\r")
+                if line.startswith("data:"):
+                    data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+            if data:
+                out.append((event, "\n".join(data)))
+
+
+# --- the observer ---------------------------------------------------------------------
+
+
+class Observer:
+    """Feeds a call from a body (``kind`` "sse" or "json") and finishes it once."""
+
+    def __init__(self, call: Any, operation: str, kind: str) -> None:
+        self.call = call
+        self.kind = kind
+        self.done = False
+        self.broken = False
+        self._parser = SSEParser() if kind == "sse" else None
+        interp = INTERPRETERS.get(operation)
+        self._interp = interp(call) if (interp is not None and kind == "sse") else None
+        self._body: list[bytes] = []
+        ensure_worker()
+
+    def _finish(self, error: Any = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            self.call.finish(error=error)
+        except Exception:
+            log_failure("instrument.finish", "finishing a stream call failed")
+
+    def feed(self, chunk: bytes) -> None:
+        if self.done or self.broken:
+            return
+        try:
+            if self._parser is None:
+                self._body.append(chunk)
+                return
+            for event, data in self._parser.feed(chunk):
+                result = self._interp.feed(event, data) if self._interp is not None else None
+                if result is DONE:
+                    self._finish()
+                    return
+                if isinstance(result, Exception):
+                    self._finish(result)
+                    return
+        except Exception:
+            self.broken = True  # stop reading; the call still finishes at the end
+            log_failure("instrument.observe", "reading a streamed response failed")
+
+    def end(self) -> None:
+        """The body was read to its end."""
+        if self.done:
+            return
+        if self.kind == "json":
+            try:
+                if not self.broken:
+                    self.call.record_response(json.loads(b"".join(self._body)))
+            except Exception:
+                log_failure("instrument.observe", "reading a raw response body failed")
+            self._body = []
+            self._finish()
+        elif self.broken:
+            self._finish()
+        else:
+            self._finish("connection")  # ended without the terminal event: truncated
+
+    def fail(self, exc: BaseException) -> None:
+        self._finish(exc)
+
+    def abandon(self) -> None:
+        """Closed or dropped before the end: cancelled (recorded by the worker thread).
+
+        If reading the stream failed on our side we cannot tell an early close from the
+        SDK closing after the last event, so the call is recorded as finished normally.
+        """
+        if self.done:
+            return
+        self.done = True
+        _pending.put(self.call.finish if self.broken else self.call.cancel)
+
+    def __del__(self) -> None:
+        try:
+            self.abandon()
+        except Exception:  # interpreter shutdown
+            pass
+
+
+# --- byte-stream wrappers, subclassing the HTTP library's own stream types -------------
+
+_classes: dict[tuple[type, bool], type] = {}
+
+
+def _stream_class(response: Any, is_async: bool) -> type:
+    package = sys.modules.get(type(response).__module__.split(".")[0])
+    base = getattr(package, "AsyncByteStream" if is_async else "SyncByteStream", object)
+    key = (base, is_async)
+    cls = _classes.get(key)
+    if cls is None:
+        cls = _make_async(base) if is_async else _make_sync(base)
+        _classes[key] = cls
+    return cls
+
+
+def _make_sync(base: type) -> type:
+    class ObservedStream(base):  # type: ignore[misc, valid-type]
+        def __init__(self, inner: Any, observer: Observer) -> None:
+            self._inner = inner
+            self._observer = observer
+
+        def __iter__(self) -> Iterator[bytes]:
+            observer = self._observer
+            try:
+                for chunk in self._inner:
+                    observer.feed(chunk)
+                    yield chunk
+            except GeneratorExit:
+                raise  # the reader stopped early; close() or the finalizer records it
+            except BaseException as exc:
+                observer.fail(exc)
+                raise
+            observer.end()
+
+        def close(self) -> None:
+            try:
+                self._observer.abandon()
+            finally:
+                self._inner.close()
+
+    return ObservedStream
+
+
+def _make_async(base: type) -> type:
+    class AsyncObservedStream(base):  # type: ignore[misc, valid-type]
+        def __init__(self, inner: Any, observer: Observer) -> None:
+            self._inner = inner
+            self._observer = observer
+
+        async def __aiter__(self) -> Any:
+            observer = self._observer
+            try:
+                async for chunk in self._inner:
+                    observer.feed(chunk)
+                    yield chunk
+            except GeneratorExit:
+                raise
+            except BaseException as exc:
+                observer.fail(exc)
+                raise
+            observer.end()
+
+        async def aclose(self) -> None:
+            try:
+                self._observer.abandon()
+            finally:
+                await self._inner.aclose()
+
+    return AsyncObservedStream
+
+
+def observe(state: Any, response: Any, kind: str, is_async: Optional[bool] = None) -> Optional[Observer]:
+    """Wrap ``response.stream`` so its bytes feed an observer for ``state``'s call."""
+    inner = getattr(response, "stream", None)
+    if inner is None:
+        return None
+    if is_async is None:
+        is_async = hasattr(inner, "__aiter__") and not hasattr(inner, "__iter__")
+    observer = Observer(state.call, state.operation, kind)
+    response.stream = _stream_class(response, is_async)(inner, observer)
+    return observer

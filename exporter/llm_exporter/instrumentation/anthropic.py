@@ -1,0 +1,103 @@
+"""Anthropic / AsyncAnthropic: wrapped resource methods + the SDK's client middleware.
+
+anthropic >= 2.x runs client middleware once per HTTP attempt inside its retry
+loop; ours counts attempts, reads rate-limit headers and hooks the successful
+body. Older SDKs without middleware get the same through their HTTP client's
+event hooks.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Optional
+
+from ..errors import log_failure
+from ._hooks import install_event_hooks
+from ._observe import observe
+from ._state import _active
+from ._wrap import MethodSpec, install_methods
+
+PROVIDER = "anthropic"
+
+METHODS: tuple[MethodSpec, ...] = (
+    MethodSpec(("messages",), "create", "messages"),
+    MethodSpec(("messages",), "parse", "messages"),
+    MethodSpec(("messages",), "stream", "messages", manager=True),
+)
+
+_middleware_class: Optional[type] = None
+
+
+def _attempt(request: Any, response: Any, is_async: bool) -> None:
+    state = _active.get()
+    if state is None:
+        return
+    try:
+        http_response = getattr(response, "http_response", None)
+        if http_response is not None:
+            state.on_response(http_response, functools.partial(observe, is_async=is_async))
+    except Exception:
+        log_failure("instrument.middleware", "middleware failed reading a response")
+
+
+def _started() -> None:
+    state = _active.get()
+    if state is not None:
+        try:
+            state.on_attempt()
+        except Exception:
+            log_failure("instrument.middleware", "middleware failed counting an attempt")
+
+
+def middleware_class() -> Optional[type]:
+    """Our ``anthropic.Middleware`` subclass (None if the SDK has no middleware)."""
+    global _middleware_class
+    if _middleware_class is None:
+        try:
+            from anthropic import Middleware
+        except ImportError:
+            return None
+
+        class LLMExporterMiddleware(Middleware):  # type: ignore[misc, valid-type]
+            """Per-attempt metrics: retries, rate-limit headers, the response body."""
+
+            def handle(self, request: Any, call_next: Any) -> Any:
+                _started()
+                response = call_next(request)
+                _attempt(request, response, False)
+                return response
+
+            async def handle_async(self, request: Any, call_next: Any) -> Any:
+                _started()
+                response = await call_next(request)
+                _attempt(request, response, True)
+                return response
+
+        _middleware_class = LLMExporterMiddleware
+    return _middleware_class
+
+
+def _install_middleware(client: Any) -> bool:
+    cls = middleware_class()
+    current = getattr(client, "_middleware", None)
+    build = getattr(client, "_build_middleware_chain", None)
+    if cls is None or not isinstance(current, tuple) or not callable(build):
+        return False
+    if any(isinstance(m, cls) for m in current):
+        return True  # copied from an instrumented client
+    # innermost: sees each attempt's own response; the chain is prebuilt at construction
+    client._middleware = current + (cls(),)
+    client._middleware_chain = build()
+    return True
+
+
+def instrument_anthropic(client: Any, feature: Optional[str], is_async: bool) -> bool:
+    try:
+        attached = _install_middleware(client)
+    except Exception:
+        log_failure("instrument.middleware", "installing the anthropic middleware failed")
+        attached = False
+    if not attached:
+        attached = install_event_hooks(client, is_async)
+    install_methods(client, PROVIDER, METHODS, feature, is_async)
+    return attached

@@ -1,0 +1,256 @@
+"""prometheus-client objects for the contract, and the cache of bound children.
+
+``current()`` returns the active ``Metrics`` (created on first use in
+``prometheus_client.REGISTRY`` unless ``configure(...)`` chose otherwise).
+
+Hot path: labels are resolved through the cardinality guard once per call, then
+``Metrics.bundle(key)`` returns the cached ``Bundle`` of bound children for that
+(provider, model, feature, operation) tuple. Children for the extra label
+(finish_reason, error_type, token_type, direction) are created lazily into small
+dicts. No ``.labels(**kw)`` per update.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+
+from . import __version__, contract, normalise
+from .labels import LabelGuard
+from .pricing import PriceTable
+
+Key = tuple[str, str, str, str]
+
+#: Raw label tuples remembered by ``Metrics.lookup`` (cleared when full: memory stays bounded).
+_FAST_MAX = 8192
+
+
+def multiprocess_mode() -> bool:
+    """True when prometheus-client writes values to PROMETHEUS_MULTIPROC_DIR files.
+
+    prometheus-client decides this when it is first imported, so the variable
+    must be set before the app imports it.
+    """
+    return getattr(values.ValueClass, "__name__", "") == "MmapedValue"
+
+
+@dataclass
+class Settings:
+    """What ``configure(...)`` controls. See ``config.configure`` for meanings."""
+
+    registry: CollectorRegistry
+    pricing_path: str | None = None
+    label_limits: dict[str, int] = field(default_factory=dict)
+    buckets: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    created_series: bool = False
+    refusal_detector: Any = None  # quality.RefusalDetector | None
+    exemplars: bool = True
+
+
+class Bundle:
+    """Bound children of one (provider, model, feature, operation) label tuple."""
+
+    __slots__ = ("key", "_m", "duration", "cost", "retries", "in_flight", "_ttft", "_tpot", "_refusals",
+                 "_requests", "_errors", "_tokens", "_per_request", "_unpriced", "_token_children", "_size_children")
+
+    def __init__(self, m: Metrics, key: Key) -> None:
+        f = m.families
+        self.key = key
+        self._m = m
+        # Created eagerly (series at 0 from the first call on, so rate() sees the
+        # first increment); stream-only histograms and rarer counters are lazy.
+        self.duration = f["llm_request_duration_seconds"].labels(*key)
+        self.cost = f["llm_cost_usd_total"].labels(*key)
+        self.retries = f["llm_retries_total"].labels(*key)
+        self.in_flight = f["llm_in_flight_requests"].labels(*key[:3])
+        self._ttft: Any = None
+        self._tpot: Any = None
+        self._refusals: Any = None
+        self._requests: dict[str, Any] = {}
+        self._errors: dict[str, Any] = {}
+        self._tokens: dict[str, Any] = {}
+        self._per_request: dict[str, Any] = {}
+        self._unpriced: Any = None
+        self._token_children: tuple[Any, ...] | None = None
+        self._size_children: tuple[Any, Any] | None = None
+        if m.pricing.lookup(key[1]) is None:
+            self.unpriced()  # unpriced request model: expose the 0 so increase() works
+
+    def _child(self, cache: dict[str, Any], family: str, value: str) -> Any:
+        child = cache.get(value)
+        if child is None:
+            child = cache[value] = self._m.families[family].labels(*self.key, value)
+        return child
+
+    def requests(self, finish_reason: str) -> Any:
+        c = self._requests.get(finish_reason)
+        return c if c is not None else self._child(self._requests, "llm_requests_total", finish_reason)
+
+    def errors(self, error_type: str) -> Any:
+        c = self._errors.get(error_type)
+        return c if c is not None else self._child(self._errors, "llm_errors_total", error_type)
+
+    def tokens(self, token_type: str) -> Any:
+        c = self._tokens.get(token_type)
+        return c if c is not None else self._child(self._tokens, "llm_tokens_total", token_type)
+
+    def per_request(self, direction: str) -> Any:
+        c = self._per_request.get(direction)
+        return c if c is not None else self._child(self._per_request, "llm_tokens_per_request", direction)
+
+    def token_children(self) -> tuple[Any, ...]:
+        """``llm_tokens_total`` children in ``contract.TOKEN_TYPES`` order."""
+        c = self._token_children
+        if c is None:
+            c = self._token_children = tuple(self.tokens(t) for t in contract.TOKEN_TYPES)
+        return c
+
+    def size_children(self) -> tuple[Any, Any]:
+        """``llm_tokens_per_request`` children (input, output)."""
+        c = self._size_children
+        if c is None:
+            c = self._size_children = (self.per_request("input"), self.per_request("output"))
+        return c
+
+    def ttft(self) -> Any:
+        if self._ttft is None:
+            self._ttft = self._m.families["llm_time_to_first_token_seconds"].labels(*self.key)
+        return self._ttft
+
+    def tpot(self) -> Any:
+        if self._tpot is None:
+            self._tpot = self._m.families["llm_time_per_output_token_seconds"].labels(*self.key)
+        return self._tpot
+
+    def refusals(self) -> Any:
+        if self._refusals is None:
+            self._refusals = self._m.families["llm_refusals_total"].labels(*self.key)
+        return self._refusals
+
+    def unpriced(self) -> Any:
+        if self._unpriced is None:
+            self._unpriced = self._m.families["llm_unpriced_requests_total"].labels(*self.key[:2])
+        return self._unpriced
+
+
+def _build(spec: contract.MetricSpec, registry: CollectorRegistry, buckets: tuple[float, ...] | None) -> Any:
+    if spec.type == "counter":
+        return Counter(spec.base_name, spec.help, spec.labels, registry=registry)
+    if spec.type == "histogram":
+        return Histogram(spec.name, spec.help, spec.labels, registry=registry, buckets=buckets or spec.buckets)
+    if spec.type == "gauge":
+        return Gauge(spec.name, spec.help, spec.labels, registry=registry,
+                     multiprocess_mode=spec.multiprocess_mode or "all")
+    raise ValueError(f"unsupported metric type {spec.type!r} for {spec.name}")
+
+
+class Metrics:
+    """One set of metric families in one registry, with its guard, prices and caches."""
+
+    def __init__(self, settings: Settings, pricing: PriceTable) -> None:
+        self.settings = settings
+        self.registry = settings.registry
+        self.pricing = pricing
+        self.multiprocess = multiprocess_mode()
+        # prometheus-client does not support exemplars in multiprocess mode
+        self.exemplars = settings.exemplars and not self.multiprocess
+        self.families: dict[str, Any] = {}
+        try:
+            for spec in contract.METRICS:
+                self.families[spec.name] = _build(spec, self.registry, settings.buckets.get(spec.name))
+        except Exception:
+            self.unregister()
+            raise
+        self._lock = threading.Lock()
+        self._bundles: dict[Key, Bundle] = {}
+        self._fast: dict[Any, Bundle] = {}
+        self._overflow: dict[str, Any] = {}
+        self.guard = LabelGuard(settings.label_limits, on_overflow=self._count_overflow)
+        self.families["llm_exporter_info"].labels(__version__, pricing.version).set(1)
+
+    def bundle(self, key: Key) -> Bundle:
+        b = self._bundles.get(key)
+        if b is None:
+            with self._lock:
+                b = self._bundles.get(key)
+                if b is None:
+                    b = self._bundles[key] = Bundle(self, key)
+        return b
+
+    def _count_overflow(self, label: str) -> None:
+        child = self._overflow.get(label)
+        if child is None:
+            child = self._overflow[label] = self.families["llm_label_overflow_total"].labels(label)
+        child.inc()
+
+    def resolve(self, provider: object, model: object, feature: object, operation: str) -> Key:
+        g = self.guard.resolve
+        return (g("provider", provider), g("model", model), g("feature", feature), operation)
+
+    def lookup(self, provider: object, model: object, feature: object, operation: object) -> Bundle:
+        """Bundle for raw label values: one dict lookup once the values are known.
+
+        Only tuples whose values all fit their budgets are remembered (admitted
+        values stay admitted, so the entry stays right); folded ones go through
+        the guard each time so ``llm_label_overflow_total`` counts every fold.
+        """
+        raw: Any = (provider, model, feature, operation)
+        try:
+            b = self._fast.get(raw)
+        except TypeError:  # unhashable label value
+            b, raw = None, None
+        if b is not None:
+            return b
+        key = self.resolve(provider, model, feature, normalise.operation(operation))
+        b = self.bundle(key)
+        if raw is not None and contract.OVERFLOW_VALUE not in key:
+            if len(self._fast) >= _FAST_MAX:
+                self._fast.clear()
+            self._fast[raw] = b
+        return b
+
+    def unregister(self) -> None:
+        """Remove our families from the registry (used when reconfiguring)."""
+        for metric in self.families.values():
+            try:
+                self.registry.unregister(metric)
+            except KeyError:
+                pass
+
+
+# --- the active instance ----------------------------------------------------------
+
+_active: Metrics | None = None
+_active_lock = threading.RLock()
+
+
+def current() -> Metrics:
+    """The active ``Metrics``; built with default settings on first use."""
+    m = _active
+    if m is None:
+        from . import config  # late: config imports this module
+
+        with _active_lock:
+            if _active is None:
+                config.configure()
+            m = _active
+    assert m is not None
+    return m
+
+
+def install(m: Metrics) -> Metrics | None:
+    """Make ``m`` active; returns the previous instance (the caller unregisters it)."""
+    global _active
+    with _active_lock:
+        old, _active = _active, m
+    return old
+
+
+def reset_for_tests() -> CollectorRegistry:
+    """Fresh registry and state (same as ``testing.fresh_registry()``)."""
+    from .testing import fresh_registry
+
+    return fresh_registry()

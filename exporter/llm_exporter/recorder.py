@@ -1,0 +1,250 @@
+"""Recording: ``record_call`` (the manual helper), ``record_ratelimit``, and the
+one internal path (``record``) that both ``record_call`` and ``Call.finish`` use.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import contract, metrics, normalise
+from .context import current_feature
+from .errors import classify_error, log_failure
+from .metrics import Bundle, Metrics
+from .normalise import TokenParts
+
+# --- exemplars ---------------------------------------------------------------------
+
+try:  # optional: link histogram observations to the active OpenTelemetry trace
+    from opentelemetry import trace as _otel_trace
+except Exception:  # pragma: no cover - exercised only without opentelemetry-api
+    _otel_trace = None
+
+
+def exemplar(m: Metrics) -> dict[str, str] | None:
+    """``{"trace_id": <32 hex>}`` when an OpenTelemetry span is active, else None."""
+    if _otel_trace is None or not m.exemplars:
+        return None
+    try:
+        ctx = _otel_trace.get_current_span().get_span_context()
+        if ctx.is_valid:
+            return {"trace_id": format(ctx.trace_id, "032x")}
+    except Exception:
+        log_failure("exemplar", "reading the OpenTelemetry span context failed")
+    return None
+
+
+# --- the record path -----------------------------------------------------------------
+
+def record(
+    m: Metrics,
+    b: Bundle,
+    *,
+    finish_reason: str,
+    error_type: str | None,
+    duration: float,
+    ttft: float | None,
+    parts: TokenParts | None,
+    cost_usd: float | None,
+    retries: int,
+    price_models: tuple[str | None, ...],
+    refused: bool,
+    ex: dict[str, str] | None,
+) -> None:
+    """Record one finished call into the bound children of ``b`` (labels resolved)."""
+    b.requests(finish_reason).inc()
+    if error_type is not None:
+        b.errors(error_type).inc()
+    b.duration.observe(duration, ex)
+    if ttft is not None:
+        b.ttft().observe(ttft, ex)
+        if parts is not None:
+            produced = parts[3] + parts[4]
+            if produced > 1 and duration >= ttft:
+                b.tpot().observe((duration - ttft) / (produced - 1), ex)
+    if parts is not None:
+        inp, cr, cw, out, rs = parts
+        t_in, t_cr, t_cw, t_out, t_rs = b.token_children()
+        t_in.inc(inp)
+        t_cr.inc(cr)
+        t_cw.inc(cw)
+        t_out.inc(out)
+        t_rs.inc(rs)
+        s_in, s_out = b.size_children()
+        s_in.observe(inp + cr + cw, ex)
+        s_out.observe(out + rs, ex)
+        if cost_usd is None and (inp or cr or cw or out or rs):
+            price = None
+            for model in price_models:
+                price = m.pricing.lookup(model)
+                if price is not None:
+                    break
+            if price is None:
+                b.unpriced().inc()
+            else:
+                cost_usd = price.cost(parts)
+    if cost_usd:
+        b.cost.inc(cost_usd)
+    if retries:
+        b.retries.inc(retries)
+    if refused:
+        b.refusals().inc()
+
+
+# --- record_call -----------------------------------------------------------------------
+
+
+_COUNT_NAMES = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+def _label_arg(name: str, value: object, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}: {value!r}")
+
+
+def record_call(
+    *,
+    provider: str,
+    model: str,
+    feature: str | None = None,
+    operation: str = "chat",
+    duration_s: float,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    reasoning_tokens: int = 0,
+    finish_reason: str = "stop",
+    time_to_first_token_s: float | None = None,
+    error_type: str | BaseException | None = None,
+    attempt: int = 0,
+    cost_usd: float | None = None,
+) -> None:
+    """Record one finished LLM call (the manual helper).
+
+    Token arguments use *provider semantics*, exactly as the provider's usage reports them:
+
+    ====================  =====================================  ======================================
+    argument              provider="anthropic" (additive)        any other provider (OpenAI style)
+    ====================  =====================================  ======================================
+    input_tokens          uncached input (``usage.input_tokens``)  all input incl. cache read and write
+                                                                  (``prompt_tokens`` / ``input_tokens``)
+    cache_read_tokens     ``cache_read_input_tokens``             ``cached_tokens`` (part of input)
+    cache_write_tokens    ``cache_creation_input_tokens``         ``cache_write_tokens`` (part of input)
+    output_tokens         all output incl. reasoning              all output incl. reasoning
+    reasoning_tokens      ``thinking_tokens`` (part of output)    ``reasoning_tokens`` (part of output)
+    ====================  =====================================  ======================================
+
+    They map to the disjoint ``llm_tokens_total{token_type}`` series: input (uncached),
+    cache_read, cache_write, output (visible = output - reasoning), reasoning
+    (``normalise.token_parts``). Cost comes from the price table for ``model``
+    unless ``cost_usd`` is given; an unpriced model with tokens counts in
+    ``llm_unpriced_requests_total`` instead.
+
+    ``time_to_first_token_s`` marks a stream: TTFT and time per output token
+    ((duration - ttft) / (output_tokens - 1)) are recorded. ``error_type`` (a
+    contract error type string or an exception) counts in ``llm_errors_total``
+    and makes the default finish_reason "error" ("cancelled" for cancellations).
+    ``attempt`` is this attempt's 0-based index: an attempt > 0 is a retry
+    (``llm_retries_total`` += 1).
+
+    Raises ``TypeError``/``ValueError`` for bad arguments (negative or NaN
+    counts or durations, non-string labels, inconsistent token counts). Failures
+    inside the metrics library itself are logged, never raised.
+    """
+    if not (type(provider) is str and type(model) is str and type(operation) is str
+            and (feature is None or type(feature) is str)):
+        _label_arg("provider", provider)
+        _label_arg("model", model)
+        _label_arg("feature", feature, optional=True)
+        _label_arg("operation", operation)
+    # fast paths for the common, valid case; the checks below give the messages
+    if type(duration_s) is float and 0.0 <= duration_s < math.inf:
+        duration = duration_s
+    else:
+        duration = normalise.check_seconds("duration_s", duration_s)  # type: ignore[assignment]
+    ttft = None
+    if time_to_first_token_s is not None:
+        ttft = normalise.check_seconds("time_to_first_token_s", time_to_first_token_s)
+        if ttft is not None and ttft > duration:
+            raise ValueError(f"time_to_first_token_s ({ttft}) exceeds duration_s ({duration})")
+    counts = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
+    if not (type(input_tokens) is int and type(output_tokens) is int and type(cache_read_tokens) is int
+            and type(cache_write_tokens) is int and type(reasoning_tokens) is int and min(counts) >= 0):
+        counts = tuple(normalise.check_count(name, value) for name, value in zip(_COUNT_NAMES, counts))
+    fr = normalise.finish_reason(finish_reason, strict=True)
+    et: str | None
+    if error_type is None:
+        et = None
+    elif isinstance(error_type, BaseException):
+        et = classify_error(error_type)
+    else:
+        et = normalise.error_type(error_type, strict=True)
+    if et is not None and fr == "stop":
+        fr = "cancelled" if et == "cancelled" else "error"
+    if type(attempt) is not int or attempt < 0:
+        raise ValueError(f"attempt must be an int >= 0 (0 = first attempt), got {attempt!r}")
+    if cost_usd is not None:
+        if isinstance(cost_usd, bool) or not isinstance(cost_usd, (int, float)):
+            raise TypeError(f"cost_usd must be a number or None, got {type(cost_usd).__name__}")
+        if math.isnan(cost_usd) or math.isinf(cost_usd) or cost_usd < 0:
+            raise ValueError(f"cost_usd must be a finite number >= 0, got {cost_usd}")
+    inp, out, cr, cw, rs = counts
+    has_usage = inp or out or cr or cw or rs
+    parts = None
+    if has_usage:
+        parts = normalise.split_tokens(normalise.is_additive(normalise.provider(provider)), inp, out, cr, cw, rs, True)
+
+    try:
+        m = metrics.current()
+        record(
+            m, m.lookup(provider, model, current_feature(feature), operation),
+            finish_reason=fr, error_type=et, duration=duration, ttft=ttft,
+            parts=parts, cost_usd=cost_usd,
+            retries=1 if attempt > 0 else 0, price_models=(model,), refused=False, ex=exemplar(m),
+        )
+    except Exception:
+        log_failure("record_call", "recording an LLM call failed; the metric update was dropped")
+
+
+# --- rate limits -----------------------------------------------------------------------
+
+_RESOURCES = frozenset(contract.RATELIMIT_RESOURCES)
+
+
+def _gauge_value(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v >= 0 else None
+
+
+def record_ratelimit(provider: str, model: str, resource: str, remaining: Any = None, limit: Any = None) -> None:
+    """Set ``llm_ratelimit_remaining``/``llm_ratelimit_limit`` from provider headers.
+
+    ``resource`` is one of ``contract.RATELIMIT_RESOURCES``; values may be header
+    strings. Never raises: unparseable values are ignored.
+    """
+    try:
+        if resource not in _RESOURCES:
+            log_failure(f"ratelimit-resource:{resource!s:.40}",
+                        "unknown rate-limit resource %r ignored (known: %s)", resource,
+                        ", ".join(contract.RATELIMIT_RESOURCES), exc_info=False)
+            return
+        rem, lim = _gauge_value(remaining), _gauge_value(limit)
+        if rem is None and lim is None:
+            return
+        m = metrics.current()
+        g = m.guard.resolve
+        labels = (g("provider", normalise.provider(provider)), g("model", model), resource)
+        if rem is not None:
+            m.families["llm_ratelimit_remaining"].labels(*labels).set(rem)
+        if lim is not None:
+            m.families["llm_ratelimit_limit"].labels(*labels).set(lim)
+    except Exception:
+        log_failure("record_ratelimit", "recording rate-limit headers failed")

@@ -1,0 +1,36 @@
+"""Helpers for tests of code that records LLM metrics.
+
+``fresh_registry()`` gives every test its own registry and cardinality budgets::
+
+    @pytest.fixture
+    def registry():
+        return llm_exporter.testing.fresh_registry()
+
+    def test_x(registry):
+        ...
+        assert registry.get_sample_value("llm_requests_total", {...}) == 1
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from .config import configure
+from .errors import reset_log_limits
+
+
+def fresh_registry(**settings: Any) -> CollectorRegistry:
+    """``configure(registry=CollectorRegistry(), ...)`` with default settings; returns the registry.
+
+    Settings from earlier tests (label limits, buckets, pricing file, refusal
+    detector) are reset to defaults unless given in ``settings``.
+    """
+    registry = CollectorRegistry()
+    defaults: dict[str, Any] = dict(pricing=None, label_limits=None, buckets=None, created_series=False,
+                                    refusal_detector=None, exemplars=True)
+    defaults.update(settings)
+    configure(registry=registry, **defaults)
+    reset_log_limits()
+    return registry

@@ -1,0 +1,72 @@
+// LLM latency and quality: distributions, decode speed, refusals, response
+// length drift and user feedback.
+local g = import '../lib/grafana.libsonnet';
+
+function(c)
+  local heatmapOf(metric) = c.q('sum by (le) (%s)' % c.rate(metric, suffix='_bucket')) + g.query.prometheus.asHeatmap();
+  local outputLength(offset) =
+    local o = if offset == '' then '' else ' offset ' + offset;
+    'sum(%s%s) / sum(%s%s)' % [
+      c.rate('llm_tokens_per_request', 'direction="output"', '_sum'),
+      o,
+      c.rate('llm_tokens_per_request', 'direction="output"', '_count'),
+      o,
+    ];
+  // rate(x[..]) offset 1w must put the offset inside rate(): insert before ')'.
+  local shifted(expr) = std.strReplace(expr, '[$__rate_interval])', '[$__rate_interval] offset 1w)');
+  c.dashboard(
+    'LLM latency and quality',
+    c.uids.latencyQuality,
+    'Latency and time-to-first-token distributions, decode speed, latency by model and feature, refusals, response length drift and user feedback.',
+    [
+      g.row.new('Latency'),
+      c.heatmap('Latency distribution', 'Calls per second by wall-time bucket (streams: until the stream ends).', 's', [
+        heatmapOf('llm_request_duration_seconds'),
+      ]),
+      c.heatmap('Time to first token distribution', 'Streams only: calls per second by time-to-first-token bucket.', 's', [
+        heatmapOf('llm_time_to_first_token_seconds'),
+      ]),
+      c.timeSeries('Latency p95 by model', 'Wall time of 95 % of calls, by provider and model.', 's', [
+        c.q(c.quantile('0.95', 'llm_request_duration_seconds', ['provider', 'model']), '{{provider}} {{model}}'),
+      ], w=8),
+      c.timeSeries('Latency p95 by feature', 'Wall time of 95 % of calls, by feature.', 's', [
+        c.q(c.quantile('0.95', 'llm_request_duration_seconds', ['feature']), '{{feature}}'),
+      ], w=8),
+      c.timeSeries('Time per output token', 'Streams only: p50 and p95 decode time per output token after the first, by model.', 's', [
+        c.q(c.quantile(q, 'llm_time_per_output_token_seconds', ['model']), '%s {{model}}' % c.percentile(q))
+        for q in ['0.5', '0.95']
+      ], w=8),
+
+      g.row.new('Quality'),
+      c.timeSeries('Refusal rate by model', 'Share of calls whose response the opt-in refusal detector matched, by model.', 'percentunit', [
+        c.q('sum by (model) (%s) / sum by (model) (%s)' % [c.rate('llm_refusals_total'), c.rate('llm_requests_total')], '{{model}}'),
+      ], w=8),
+      c.timeSeries('Response length vs one week ago', 'Mean output tokens per call (visible output plus reasoning) now and at the same time one week earlier.', 'short', [
+        c.q(outputLength(''), 'now'),
+        c.q(shifted(outputLength('')), '1 week ago'),
+      ], w=8) + g.panel.timeSeries.withAxisLabel('tokens per call'),
+      c.timeSeries('User feedback ratings', 'User ratings per second (positive, neutral, negative), recorded with record_feedback().', 'reqps', [
+        c.q('sum by (rating) (%s)' % c.rate('llm_feedback_total'), '{{rating}}'),
+      ], w=8) + g.panel.timeSeries.withStacking('normal')
+      + g.panel.withOverrides([
+        { matcher: { id: 'byName', options: r[0] }, properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: r[1] } }] }
+        for r in [['positive', 'green'], ['neutral', 'yellow'], ['negative', 'red']]
+      ]),
+      c.stat('Positive feedback share', 'Positive ratings as a share of all ratings in the selected range.', 'percentunit', [
+        c.q('sum(%s) / sum(%s)' % [
+          c.increaseRange('llm_feedback_total', 'rating="positive"'),
+          c.increaseRange('llm_feedback_total'),
+        ], 'positive') + g.query.prometheus.asInstant(),
+      ], w=8, h=4) + g.panel.stat.withGraphMode('none')
+      + g.panel.withThresholds([[null, 'red'], [0.6, 'orange'], [0.8, 'green']]),
+      c.stat('Refusals in range', 'Responses the refusal detector matched in the selected range.', 'short', [
+        c.q('sum(%s)' % c.increaseRange('llm_refusals_total'), 'refusals') + g.query.prometheus.asInstant(),
+      ], w=8, h=4) + g.panel.stat.withGraphMode('none'),
+      c.stat('Mean output tokens per call', 'Mean output tokens per call in the selected range (visible output plus reasoning).', 'short', [
+        c.q('sum(%s) / sum(%s)' % [
+          c.increaseRange('llm_tokens_per_request', 'direction="output"', '_sum'),
+          c.increaseRange('llm_tokens_per_request', 'direction="output"', '_count'),
+        ], 'tokens') + g.query.prometheus.asInstant(),
+      ], w=8, h=4) + g.panel.stat.withGraphMode('none'),
+    ],
+  )

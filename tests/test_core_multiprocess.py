@@ -1,0 +1,81 @@
+"""PROMETHEUS_MULTIPROC_DIR: real worker processes record, the parent serves exact totals."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import wsgiref.util
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from llm_exporter import make_wsgi_app, mark_process_dead
+from llm_exporter.testing import fresh_registry
+
+WORKER = textwrap.dedent("""
+    import os, sys
+    from llm_exporter import record_call, start_call, metrics
+    assert metrics.multiprocess_mode()
+    n, leave_open = int(sys.argv[1]), sys.argv[2] == "open"
+    for i in range(n):
+        record_call(provider="openai", model="gpt-4o", feature="mp", duration_s=0.4,
+                    input_tokens=100, output_tokens=10, time_to_first_token_s=0.1)
+    if leave_open:
+        start_call("openai", "gpt-4o", "mp")  # still in flight when the worker dies
+    print(os.getpid())
+""")
+
+
+def scrape(monkeypatch, path):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(path))
+    environ = {"PATH_INFO": "/metrics"}
+    wsgiref.util.setup_testing_defaults(environ)
+    body = b"".join(make_wsgi_app()(environ, lambda s, h: None)).decode()
+    samples = {}
+    for fam in text_string_to_metric_families(body):
+        for s in fam.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def val(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+LAB = dict(provider="openai", model="gpt-4o", feature="mp", operation="chat")
+
+
+def test_worker_processes_aggregate_exactly(tmp_path, monkeypatch):
+    fresh_registry()
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    counts = {"100": "closed", "200": "closed", "300": "open"}
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, n, mode], env=env, stdout=subprocess.PIPE, text=True)
+             for n, mode in counts.items()]
+    pids = []
+    for p in procs:
+        out, _ = p.communicate(timeout=60)
+        assert p.returncode == 0
+        pids.append(int(out.strip()))
+
+    s = scrape(monkeypatch, tmp_path)
+    assert val(s, "llm_requests_total", **LAB, finish_reason="stop") == 600
+    assert val(s, "llm_tokens_total", **LAB, token_type="input") == 60_000
+    assert val(s, "llm_tokens_total", **LAB, token_type="output") == 6_000
+    assert val(s, "llm_request_duration_seconds_count", **LAB) == 600
+    assert val(s, "llm_request_duration_seconds_bucket", **LAB, le="0.5") == 600
+    assert val(s, "llm_request_duration_seconds_bucket", **LAB, le="0.25") == 0
+    assert val(s, "llm_time_to_first_token_seconds_sum", **LAB) == pytest.approx(60.0)
+    assert val(s, "llm_cost_usd_total", **LAB) == pytest.approx(600 * (100 * 2.5 + 10 * 10.0) / 1e6)
+    assert val(s, "llm_exporter_info", version="0.1.0", pricing_version="2025.12.1") == 1
+    inflight = dict(provider="openai", model="gpt-4o", feature="mp")
+    assert val(s, "llm_in_flight_requests", **inflight) == 1  # livesum: the open call of the third worker
+
+    mark_process_dead(pids[2])  # what the gunicorn child_exit hook does
+    s = scrape(monkeypatch, tmp_path)
+    assert val(s, "llm_in_flight_requests", **inflight) in (None, 0)
+    assert val(s, "llm_requests_total", **LAB, finish_reason="stop") == 600  # counters survive
+
+
+def test_mark_process_dead_is_a_noop_without_multiproc_dir(monkeypatch):
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    mark_process_dead(12345)

@@ -1,0 +1,329 @@
+"""instrument() on real Anthropic / AsyncAnthropic clients over HTTP against the local fake provider.
+
+Every scenario runs sync and async. Exact samples are asserted; durations only by count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import anthropic
+import pytest
+from anthropic import Anthropic, AsyncAnthropic
+
+import llm_exporter
+from llm_exporter.fakeprovider import FakeProvider, Reply, ToolCall, anthropic_ratelimit_headers
+from llm_exporter.instrumentation import flush
+from llm_exporter.testing import fresh_registry
+
+MODES = ["sync", "async"]
+MSGS = [{"role": "user", "content": "hello there"}]
+MODEL = "claude-sonnet-4-6"
+KW = dict(model=MODEL, max_tokens=256, messages=MSGS)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeProvider() as s:
+        yield s
+
+
+@pytest.fixture
+def registry(server):
+    server.reset()
+    return fresh_registry()
+
+
+class Ctx:
+    """One client (sync or async) plus helpers that hide the sync/async difference."""
+
+    def __init__(self, mode: str, server: FakeProvider, feature: str | None = None, **kw: Any) -> None:
+        self.mode = mode
+        cls = AsyncAnthropic if mode == "async" else Anthropic
+        kw.setdefault("max_retries", 2)
+        self.client = llm_exporter.instrument(cls(base_url=server.anthropic_base_url, api_key="test", **kw),
+                                              feature=feature)
+
+    async def __call__(self, fn: Callable[..., Any], *a: Any, **kw: Any) -> Any:
+        r = fn(*a, **kw)
+        return await r if inspect.isawaitable(r) else r
+
+    async def drain(self, stream: Any) -> list[Any]:
+        if self.mode == "async":
+            return [x async for x in stream]
+        return list(stream)
+
+    async def first(self, stream: Any) -> Any:
+        if self.mode == "async":
+            async for x in stream:
+                return x
+        for x in stream:
+            return x
+
+    @contextlib.asynccontextmanager
+    async def enter(self, cm: Any) -> AsyncIterator[Any]:
+        if self.mode == "async":
+            async with cm as v:
+                yield v
+        else:
+            with cm as v:
+                yield v
+
+    async def close(self, obj: Any) -> None:
+        r = obj.close()
+        if inspect.isawaitable(r):
+            await r
+
+
+def run(mode: str, server: FakeProvider, body: Callable[[Ctx], Awaitable[None]], **kw: Any) -> None:
+    async def main() -> None:
+        ctx = Ctx(mode, server, **kw)
+        try:
+            await body(ctx)
+        finally:
+            await ctx.close(ctx.client)
+
+    asyncio.run(main())
+
+
+def L(model: str, operation: str = "messages", feature: str = "unknown", **extra: str) -> dict[str, str]:
+    return dict(provider="anthropic", model=model, feature=feature, operation=operation, **extra)
+
+
+def tokens(reg, model: str, operation: str = "messages", feature: str = "unknown") -> dict[str, float | None]:
+    return {t: reg.get_sample_value("llm_tokens_total", L(model, operation, feature, token_type=t))
+            for t in ("input", "cache_read", "cache_write", "output", "reasoning")}
+
+
+def in_flight(reg, model: str, feature: str = "unknown") -> float | None:
+    return reg.get_sample_value("llm_in_flight_requests", dict(provider="anthropic", model=model, feature=feature))
+
+
+def assert_one(reg, model: str, finish: str, operation: str = "messages", feature: str = "unknown",
+               error: str | None = None) -> None:
+    """Exactly one call recorded, with this finish reason (and error type), and nothing in flight."""
+    lab = L(model, operation, feature)
+    assert reg.get_sample_value("llm_requests_total", dict(lab, finish_reason=finish)) == 1
+    for other in ("stop", "length", "tool_calls", "content_filter", "error", "cancelled", "other"):
+        if other != finish:
+            assert reg.get_sample_value("llm_requests_total", dict(lab, finish_reason=other)) in (None, 0)
+    assert reg.get_sample_value("llm_request_duration_seconds_count", lab) == 1
+    assert in_flight(reg, model, feature) == 0
+    if error is not None:
+        assert reg.get_sample_value("llm_errors_total", dict(lab, error_type=error)) == 1
+
+
+USAGE = dict(prompt_tokens=20, cached_tokens=5, cache_write_tokens=3, completion_tokens=10, reasoning_tokens=4)
+# Anthropic wire: input_tokens 12 (uncached), cache_read 5, cache_creation 3, output 10 incl. 4 thinking
+SPLIT = {"input": 12, "cache_read": 5, "cache_write": 3, "output": 6, "reasoning": 4}
+# pricing.yaml claude-sonnet-4-6: input 3.00, cache_read 0.30, cache_write 3.75, output 15.00
+COST = (12 * 3.0 + 5 * 0.30 + 3 * 3.75 + 10 * 15.0) / 1e6
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_messages_create_cache_split_cost_and_result_untouched(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="Bonjour.", model="claude-sonnet-4-6-20260101", **USAGE))
+        msg = await c(c.client.messages.create, **KW)
+        assert type(msg) is anthropic.types.Message
+        assert msg.content[0].text == "Bonjour." and msg.stop_reason == "end_turn"
+        assert msg.usage.cache_read_input_tokens == 5 and msg.usage.input_tokens == 12
+
+    run(mode, server, body)
+    assert_one(registry, MODEL, "stop")
+    assert tokens(registry, MODEL) == SPLIT
+    lab = L(MODEL)
+    assert registry.get_sample_value("llm_tokens_per_request_sum", dict(lab, direction="input")) == 20
+    assert registry.get_sample_value("llm_tokens_per_request_sum", dict(lab, direction="output")) == 10
+    assert registry.get_sample_value("llm_cost_usd_total", lab) == pytest.approx(COST)
+    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", lab) is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_messages_create_stream_true(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="one two three", reasoning_text="hmm let me see", finish_reason="max_tokens",
+                             chunk_delay_s=0.005, **USAGE))
+        stream = await c(c.client.messages.create, stream=True, **KW)
+        assert type(stream) is (anthropic.AsyncStream if mode == "async" else anthropic.Stream)
+        events = await c.drain(stream)
+        assert [e.type for e in events][:2] == ["message_start", "content_block_start"]
+        assert events[-1].type == "message_stop"
+
+    run(mode, server, body)
+    assert_one(registry, MODEL, "length")
+    assert tokens(registry, MODEL) == SPLIT
+    lab = L(MODEL)
+    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", lab) == 1
+    assert registry.get_sample_value("llm_time_per_output_token_seconds_count", lab) == 1
+    assert registry.get_sample_value("llm_cost_usd_total", lab) == pytest.approx(COST)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ttft_is_first_delta_not_message_start(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="late", first_delta_delay_s=0.3))
+        stream = await c(c.client.messages.create, stream=True, **KW)
+        await c.drain(stream)
+
+    run(mode, server, body)
+    lab = L(MODEL)
+    assert registry.get_sample_value("llm_time_to_first_token_seconds_bucket", dict(lab, le="0.25")) == 0
+    assert registry.get_sample_value("llm_time_to_first_token_seconds_bucket", dict(lab, le="0.5")) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_messages_stream_manager_tool_use(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="", tool_calls=[ToolCall("lookup", '{"q": "x"}')], **USAGE))
+        async with c.enter(c.client.messages.stream(**KW)) as stream:
+            text = "".join([t async for t in stream.text_stream] if mode == "async" else list(stream.text_stream))
+            final = await c(stream.get_final_message)
+        assert text == ""
+        assert final.content[0].type == "tool_use" and final.stop_reason == "tool_use"
+
+    run(mode, server, body)
+    assert_one(registry, MODEL, "tool_calls")
+    assert tokens(registry, MODEL) == SPLIT
+    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", L(MODEL)) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_messages_stream_manager_exit_early_is_cancelled(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="a b c d e f g", chunk_delay_s=0.01))
+        async with c.enter(c.client.messages.stream(**KW)) as stream:
+            await c.first(stream)
+
+    run(mode, server, body)
+    assert flush()
+    assert_one(registry, MODEL, "cancelled", error="cancelled")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_529_overloaded_then_success_counts_retry(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(status=529, retry_after=0.01), Reply(status=429, retry_after=0.01), Reply(**USAGE))
+        msg = await c(c.client.messages.create, **KW)
+        assert msg.usage.output_tokens == 10
+
+    run(mode, server, body)
+    assert [r.retry_count for r in server.requests] == [0, 1, 2]
+    assert_one(registry, MODEL, "stop")
+    assert registry.get_sample_value("llm_retries_total", L(MODEL)) == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_529_exhausted_is_overloaded_and_reraised(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(status=529, retry_after=0.01), Reply(status=529, retry_after=0.01))
+        with pytest.raises(anthropic.APIStatusError) as info:
+            await c(c.client.messages.create, **KW)
+        assert info.value.status_code == 529
+        assert info.value.body["error"]["type"] == "overloaded_error"
+
+    run(mode, server, body, max_retries=1)
+    assert_one(registry, MODEL, "error", error="overloaded")
+    assert registry.get_sample_value("llm_retries_total", L(MODEL)) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_429_no_retries_is_rate_limit(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(status=429, retry_after=0.01))
+        with pytest.raises(anthropic.RateLimitError):
+            await c(c.client.messages.create, **KW)
+
+    run(mode, server, body, max_retries=0)
+    assert_one(registry, MODEL, "error", error="rate_limit")
+    assert registry.get_sample_value("llm_retries_total", L(MODEL)) == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ratelimit_gauges_all_resources(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(headers=anthropic_ratelimit_headers(
+            requests=(50, 49), tokens=(100000, 90000), input_tokens=(80000, 75000), output_tokens=(20000, 15000))))
+        await c(c.client.messages.create, **KW)
+
+    run(mode, server, body)
+    rl = dict(provider="anthropic", model=MODEL)
+    expected = {"requests": (49, 50), "tokens": (90000, 100000), "input_tokens": (75000, 80000),
+                "output_tokens": (15000, 20000)}
+    for resource, (remaining, limit) in expected.items():
+        assert registry.get_sample_value("llm_ratelimit_remaining", dict(rl, resource=resource)) == remaining
+        assert registry.get_sample_value("llm_ratelimit_limit", dict(rl, resource=resource)) == limit
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stream_cut_midway_is_error(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="a b c d e f", cut_after_deltas=2))
+        stream = await c(c.client.messages.create, stream=True, **KW)
+        # the anthropic SDK lets the transport error through mid-stream; so do we
+        with pytest.raises(Exception) as info:
+            await c.drain(stream)
+        assert type(info.value).__name__ == "RemoteProtocolError"
+
+    run(mode, server, body)
+    assert_one(registry, MODEL, "error", error="connection")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_overloaded_error_event_inside_stream(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="a b c", stream_error_type="overloaded_error"))
+        stream = await c(c.client.messages.create, stream=True, **KW)
+        with pytest.raises(anthropic.APIStatusError):
+            await c.drain(stream)
+
+    run(mode, server, body)
+    assert_one(registry, MODEL, "error", error="overloaded")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_timeout(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(delay_s=2.0))
+        with pytest.raises(anthropic.APITimeoutError):
+            await c(c.client.messages.create, **KW)
+
+    run(mode, server, body, max_retries=0, timeout=0.2)
+    assert_one(registry, MODEL, "error", error="timeout")
+
+
+def test_instrument_is_idempotent_uses_middleware_once(server, registry):
+    from llm_exporter.instrumentation.anthropic import middleware_class
+
+    client = Anthropic(base_url=server.anthropic_base_url, api_key="test")
+    assert llm_exporter.instrument(client) is client
+    assert llm_exporter.instrument(client) is client
+    derived = client.with_options(timeout=5)
+    assert sum(isinstance(m, middleware_class()) for m in client.middleware) == 1
+    assert sum(isinstance(m, middleware_class()) for m in derived.middleware) == 1
+    client.messages.create(**KW)
+    derived.messages.create(**KW)
+    lab = L(MODEL)
+    assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="stop")) == 2
+    assert in_flight(registry, MODEL) == 0
+    client.close()
+
+
+def test_user_middleware_keeps_working(server, registry):
+    seen: list[int] = []
+
+    def user_mw(request, call_next):
+        response = call_next(request)
+        seen.append(response.status_code)
+        return response
+
+    client = llm_exporter.instrument(Anthropic(base_url=server.anthropic_base_url, api_key="test",
+                                               middleware=[user_mw]))
+    server.enqueue(Reply(status=500, retry_after=0.01), Reply())
+    client.messages.create(**KW)
+    assert seen == [500, 200]
+    assert registry.get_sample_value("llm_retries_total", L(MODEL)) == 1
+    client.close()

@@ -1,0 +1,451 @@
+"""instrument() on real OpenAI / AsyncOpenAI clients over HTTP against the local fake provider.
+
+Every scenario runs sync and async. Exact samples are asserted; durations only by count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import inspect
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import openai
+import pytest
+from openai import AsyncOpenAI, OpenAI
+
+import llm_exporter
+from llm_exporter.fakeprovider import FakeProvider, Reply, ToolCall, openai_ratelimit_headers
+from llm_exporter.instrumentation import flush
+from llm_exporter.testing import fresh_registry
+
+MODES = ["sync", "async"]
+MSGS = [{"role": "user", "content": "hello there"}]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeProvider() as s:
+        yield s
+
+
+@pytest.fixture
+def registry(server):
+    server.reset()
+    return fresh_registry()
+
+
+class Ctx:
+    """One client (sync or async) plus helpers that hide the sync/async difference."""
+
+    def __init__(self, mode: str, server: FakeProvider, feature: str | None = None, **kw: Any) -> None:
+        self.mode = mode
+        cls = AsyncOpenAI if mode == "async" else OpenAI
+        kw.setdefault("max_retries", 2)
+        self.client = llm_exporter.instrument(cls(base_url=server.openai_base_url, api_key="test", **kw),
+                                              feature=feature)
+
+    async def __call__(self, fn: Callable[..., Any], *a: Any, **kw: Any) -> Any:
+        r = fn(*a, **kw)
+        return await r if inspect.isawaitable(r) else r
+
+    async def drain(self, stream: Any) -> list[Any]:
+        if self.mode == "async":
+            return [x async for x in stream]
+        return list(stream)
+
+    async def first(self, stream: Any) -> Any:
+        if self.mode == "async":
+            async for x in stream:
+                return x
+        for x in stream:
+            return x
+
+    @contextlib.asynccontextmanager
+    async def enter(self, cm: Any) -> AsyncIterator[Any]:
+        if self.mode == "async":
+            async with cm as v:
+                yield v
+        else:
+            with cm as v:
+                yield v
+
+    async def close(self, obj: Any) -> None:
+        r = obj.close()
+        if inspect.isawaitable(r):
+            await r
+
+
+def run(mode: str, server: FakeProvider, body: Callable[[Ctx], Awaitable[None]], **kw: Any) -> None:
+    async def main() -> None:
+        ctx = Ctx(mode, server, **kw)
+        try:
+            await body(ctx)
+        finally:
+            await ctx.close(ctx.client)
+
+    asyncio.run(main())
+
+
+def L(model: str, operation: str = "chat", feature: str = "unknown", **extra: str) -> dict[str, str]:
+    return dict(provider="openai", model=model, feature=feature, operation=operation, **extra)
+
+
+def tokens(reg, model: str, operation: str = "chat", feature: str = "unknown") -> dict[str, float | None]:
+    return {t: reg.get_sample_value("llm_tokens_total", L(model, operation, feature, token_type=t))
+            for t in ("input", "cache_read", "cache_write", "output", "reasoning")}
+
+
+def in_flight(reg, model: str, feature: str = "unknown") -> float | None:
+    return reg.get_sample_value("llm_in_flight_requests", dict(provider="openai", model=model, feature=feature))
+
+
+def assert_one(reg, model: str, finish: str, operation: str = "chat", feature: str = "unknown",
+               error: str | None = None) -> None:
+    """Exactly one call recorded, with this finish reason (and error type), and nothing in flight."""
+    lab = L(model, operation, feature)
+    assert reg.get_sample_value("llm_requests_total", dict(lab, finish_reason=finish)) == 1
+    for other in ("stop", "length", "tool_calls", "content_filter", "error", "cancelled", "other"):
+        if other != finish:
+            assert reg.get_sample_value("llm_requests_total", dict(lab, finish_reason=other)) in (None, 0)
+    assert reg.get_sample_value("llm_request_duration_seconds_count", lab) == 1
+    assert in_flight(reg, model, feature) == 0
+    if error is not None:
+        assert reg.get_sample_value("llm_errors_total", dict(lab, error_type=error)) == 1
+
+
+USAGE = dict(prompt_tokens=20, cached_tokens=5, cache_write_tokens=3, completion_tokens=10, reasoning_tokens=4)
+SPLIT = {"input": 12, "cache_read": 5, "cache_write": 3, "output": 6, "reasoning": 4}
+
+
+def cost_4o_mini() -> float:  # pricing.yaml gpt-4o-mini: input 0.15, cache_read 0.075, cache_write 0.15, output 0.60
+    return (12 * 0.15 + 5 * 0.075 + 3 * 0.15 + (6 + 4) * 0.60) / 1e6
+
+
+# --- chat completions --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_chat_plain_usage_split_cost_and_result_untouched(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="Paris is the capital.", **USAGE))
+        resp = await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS)
+        assert type(resp) is openai.types.chat.ChatCompletion
+        assert resp.choices[0].message.content == "Paris is the capital."
+        assert resp.model == "gpt-4o-mini-2024-07-18"
+        assert resp.usage.prompt_tokens == 20
+
+    run(mode, server, body)
+    assert_one(registry, "gpt-4o-mini", "stop")
+    assert tokens(registry, "gpt-4o-mini") == SPLIT
+    lab = L("gpt-4o-mini")
+    assert registry.get_sample_value("llm_tokens_per_request_sum", dict(lab, direction="input")) == 20
+    assert registry.get_sample_value("llm_tokens_per_request_sum", dict(lab, direction="output")) == 10
+    assert registry.get_sample_value("llm_cost_usd_total", lab) == pytest.approx(cost_4o_mini())
+    assert registry.get_sample_value("llm_retries_total", lab) == 0
+    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", lab) is None
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_chat_stream_with_include_usage(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="one two three four", chunk_delay_s=0.005, **USAGE))
+        stream = await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS, stream=True,
+                         stream_options={"include_usage": True})
+        assert type(stream) is (openai.AsyncStream if mode == "async" else openai.Stream)
+        chunks = await c.drain(stream)
+        text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+        assert text == "one two three four"
+        assert chunks[-1].usage.completion_tokens == 10
+
+    run(mode, server, body)
+    assert_one(registry, "gpt-4o-mini", "stop")
+    assert tokens(registry, "gpt-4o-mini") == SPLIT
+    lab = L("gpt-4o-mini")
+    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", lab) == 1
+    assert registry.get_sample_value("llm_time_per_output_token_seconds_count", lab) == 1
+    assert registry.get_sample_value("llm_cost_usd_total", lab) == pytest.approx(cost_4o_mini())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_chat_stream_without_usage_records_no_tokens(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="one two three", finish_reason="length"))
+        stream = await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS, stream=True)
+        chunks = await c.drain(stream)
+        assert all(ch.usage is None for ch in chunks)
+
+    run(mode, server, body)
+    assert_one(registry, "gpt-4o-mini", "length")
+    lab = L("gpt-4o-mini")
+    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", lab) == 1
+    # no usage on the wire: no guessed tokens
+    assert tokens(registry, "gpt-4o-mini") == dict.fromkeys(SPLIT, None)
+    assert not registry.get_sample_value("llm_cost_usd_total", lab)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ttft_is_first_content_delta_not_role_chunk(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        # the role-only chunk comes at once; the first content delta after 0.3 s
+        server.enqueue(Reply(text="late", first_delta_delay_s=0.3))
+        stream = await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS, stream=True)
+        await c.drain(stream)
+
+    run(mode, server, body)
+    lab = L("gpt-4o-mini")
+    assert registry.get_sample_value("llm_time_to_first_token_seconds_bucket", dict(lab, le="0.25")) == 0
+    assert registry.get_sample_value("llm_time_to_first_token_seconds_bucket", dict(lab, le="0.5")) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_chat_stream_helper_with_tool_calls(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="", tool_calls=[ToolCall("get_weather", '{"city": "Paris"}')], **USAGE))
+        manager = c.client.chat.completions.stream(model="gpt-4o-mini", messages=MSGS,
+                                                   stream_options={"include_usage": True})
+        async with c.enter(manager) as stream:
+            final = await c(stream.get_final_completion)
+        assert final.choices[0].message.tool_calls[0].function.name == "get_weather"
+
+    run(mode, server, body)
+    assert_one(registry, "gpt-4o-mini", "tool_calls")
+    assert tokens(registry, "gpt-4o-mini") == SPLIT
+    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", L("gpt-4o-mini")) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_parse_helper_and_raw_response(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(**USAGE), Reply(**USAGE))
+        parsed = await c(c.client.chat.completions.parse, model="gpt-4o-mini", messages=MSGS)
+        assert parsed.choices[0].message.content
+        raw = await c(c.client.chat.completions.with_raw_response.create, model="gpt-4o-mini", messages=MSGS)
+        assert raw.headers["x-request-id"]
+        completion = raw.parse()
+        completion = await completion if inspect.isawaitable(completion) else completion
+        assert completion.usage.total_tokens == 30
+
+    run(mode, server, body)
+    lab = L("gpt-4o-mini")
+    assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="stop")) == 2
+    assert tokens(registry, "gpt-4o-mini") == {k: 2 * v for k, v in SPLIT.items()}
+    assert in_flight(registry, "gpt-4o-mini") == 0
+
+
+# --- responses and embeddings --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_responses_plain_prices_by_response_model(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        # gpt-4o-2024-05-13 has its own (higher) price than gpt-4o
+        server.enqueue(Reply(model="gpt-4o-2024-05-13", prompt_tokens=1000, completion_tokens=100))
+        resp = await c(c.client.responses.create, model="gpt-4o", input="tell me")
+        assert resp.output_text.startswith("You said")
+
+    run(mode, server, body)
+    assert_one(registry, "gpt-4o", "stop", operation="responses")
+    lab = L("gpt-4o", "responses")
+    assert registry.get_sample_value("llm_cost_usd_total", lab) == pytest.approx((1000 * 5.0 + 100 * 15.0) / 1e6)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_responses_stream_cached_reasoning_split(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(reasoning_text="think", text="answer text", **USAGE))
+        stream = await c(c.client.responses.create, model="gpt-4o-mini", input="q", stream=True)
+        events = await c.drain(stream)
+        assert events[0].type == "response.created" and events[-1].type == "response.completed"
+
+    run(mode, server, body)
+    assert_one(registry, "gpt-4o-mini", "stop", operation="responses")
+    assert tokens(registry, "gpt-4o-mini", "responses") == SPLIT
+    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", L("gpt-4o-mini", "responses")) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_responses_stream_helper_incomplete(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="cut short", finish_reason="length", prompt_tokens=7, completion_tokens=2))
+        async with c.enter(c.client.responses.stream(model="gpt-4o-mini", input="q")) as stream:
+            events = await c.drain(stream)
+        assert events[-1].type == "response.incomplete"
+
+    run(mode, server, body)
+    assert_one(registry, "gpt-4o-mini", "length", operation="responses")
+    assert tokens(registry, "gpt-4o-mini", "responses")["output"] == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_embeddings(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(prompt_tokens=1000))
+        resp = await c(c.client.embeddings.create, model="text-embedding-3-small", input=["a b", "c"])
+        assert len(resp.data) == 2 and len(resp.data[0].embedding) == 8
+
+    run(mode, server, body)
+    assert_one(registry, "text-embedding-3-small", "stop", operation="embeddings")
+    assert tokens(registry, "text-embedding-3-small", "embeddings") == {
+        "input": 1000, "cache_read": 0, "cache_write": 0, "output": 0, "reasoning": 0}
+    lab = L("text-embedding-3-small", "embeddings")
+    assert registry.get_sample_value("llm_cost_usd_total", lab) == pytest.approx(1000 * 0.02 / 1e6)
+
+
+# --- errors, retries, rate limits --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_429_retry_after_then_success_counts_retry_and_ratelimits(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(
+            Reply(status=429, retry_after=0.01, headers=openai_ratelimit_headers(500, 0, 90000, 12)),
+            Reply(headers=openai_ratelimit_headers(500, 499, 90000, 89000), **USAGE),
+        )
+        await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS)
+
+    run(mode, server, body)
+    assert [r.retry_count for r in server.requests] == [0, 1]
+    assert_one(registry, "gpt-4o-mini", "stop")
+    lab = L("gpt-4o-mini")
+    assert registry.get_sample_value("llm_retries_total", lab) == 1
+    assert registry.get_sample_value("llm_errors_total", dict(lab, error_type="rate_limit")) is None
+    rl = dict(provider="openai", model="gpt-4o-mini")
+    assert registry.get_sample_value("llm_ratelimit_remaining", dict(rl, resource="requests")) == 499
+    assert registry.get_sample_value("llm_ratelimit_limit", dict(rl, resource="requests")) == 500
+    assert registry.get_sample_value("llm_ratelimit_remaining", dict(rl, resource="tokens")) == 89000
+    assert registry.get_sample_value("llm_ratelimit_limit", dict(rl, resource="tokens")) == 90000
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_500_retries_exhausted_error_reraised_unchanged(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(status=500, retry_after=0.01), Reply(status=500, retry_after=0.01))
+        with pytest.raises(openai.InternalServerError) as info:
+            await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS)
+        assert info.value.status_code == 500
+        assert info.value.body["type"] == "server_error"
+
+    run(mode, server, body, max_retries=1)
+    assert len(server.requests) == 2
+    assert_one(registry, "gpt-4o-mini", "error", error="server_error")
+    assert registry.get_sample_value("llm_retries_total", L("gpt-4o-mini")) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_bad_request_context_length(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(status=400, error_code="context_length_exceeded",
+                             error_message="This model's maximum context length is 128000 tokens."))
+        with pytest.raises(openai.BadRequestError):
+            await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS)
+
+    run(mode, server, body)
+    assert_one(registry, "gpt-4o-mini", "error", error="context_length")
+    assert registry.get_sample_value("llm_retries_total", L("gpt-4o-mini")) == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_timeout(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(delay_s=2.0))
+        with pytest.raises(openai.APITimeoutError):
+            await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS)
+
+    run(mode, server, body, max_retries=0, timeout=0.2)
+    assert_one(registry, "gpt-4o-mini", "error", error="timeout")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stream_cut_midway_is_error(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="a b c d e f", cut_after_deltas=2))
+        stream = await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS, stream=True)
+        with pytest.raises(openai.APIConnectionError):
+            await c.drain(stream)
+
+    run(mode, server, body)
+    assert_one(registry, "gpt-4o-mini", "error", error="connection")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stream_early_break_and_close_is_cancelled(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="a b c d e f", chunk_delay_s=0.01))
+        stream = await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS, stream=True)
+        await c.first(stream)
+        await c.close(stream)
+
+    run(mode, server, body)
+    assert flush()
+    assert_one(registry, "gpt-4o-mini", "cancelled", error="cancelled")
+
+
+def test_stream_abandoned_and_garbage_collected_is_cancelled(server, registry):
+    client = llm_exporter.instrument(OpenAI(base_url=server.openai_base_url, api_key="test"))
+    server.enqueue(Reply(text="a b c d e f"))
+    stream = client.chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True)
+    next(iter(stream))
+    assert in_flight(registry, "gpt-4o-mini") == 1
+    del stream
+    gc.collect()
+    assert flush()
+    assert_one(registry, "gpt-4o-mini", "cancelled", error="cancelled")
+    client.close()
+
+
+# --- instrument() itself --------------------------------------------------------------------------
+
+
+def test_instrument_is_idempotent_and_returns_the_client(server, registry):
+    raw = OpenAI(base_url=server.openai_base_url, api_key="test")
+    assert llm_exporter.instrument(raw) is raw
+    assert llm_exporter.instrument(raw, feature="other") is raw
+    hooks = raw._client.event_hooks
+    assert len(hooks["request"]) == 1 and len(hooks["response"]) == 1
+    raw.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    assert_one(registry, "gpt-4o-mini", "stop")
+    raw.close()
+
+
+def test_derived_clients_and_feature_precedence(server, registry):
+    client = llm_exporter.instrument(OpenAI(base_url=server.openai_base_url, api_key="test"), feature="triage")
+    derived = client.with_options(timeout=5)
+    derived.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    with llm_exporter.feature("search"):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    assert_one(registry, "gpt-4o-mini", "stop", feature="triage")
+    assert_one(registry, "gpt-4o-mini", "stop", feature="search")
+    assert len(client._client.event_hooks["request"]) == 1  # shared HTTP client: hooks added once
+    client.close()
+
+
+def test_azure_client_is_supported(server, registry):
+    client = openai.AzureOpenAI(azure_endpoint=server.url, api_key="test", api_version="2024-10-21")
+    assert llm_exporter.instrument(client) is client
+    client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    assert server.requests[-1].path.startswith("/openai/deployments/gpt-4o-mini/chat/completions")
+    assert_one(registry, "gpt-4o-mini", "stop")
+    client.close()
+
+
+def test_instrumentation_fault_never_breaks_the_call(server, registry, monkeypatch):
+    from llm_exporter.instrumentation import _events
+
+    def boom(self, event, data):
+        raise RuntimeError("instrumentation bug")
+
+    monkeypatch.setattr(_events.ChatInterpreter, "feed", boom)  # our code, not the SDK's
+    client = llm_exporter.instrument(OpenAI(base_url=server.openai_base_url, api_key="test"))
+    server.enqueue(Reply(text="still works"))
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True))
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == "still works"
+    assert flush()
+    assert_one(registry, "gpt-4o-mini", "stop")
+    client.close()
+
+
+def test_unsupported_object_raises_type_error():
+    with pytest.raises(TypeError):
+        llm_exporter.instrument(object())
