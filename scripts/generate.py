@@ -47,7 +47,24 @@ def to_yaml(data: object) -> str:
     return HEADER + yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, width=1000, allow_unicode=True)
 
 
-def evaluate_mixin(overrides: Path | None = None) -> dict:
+def _importer(contract_json: str):
+    """Resolve Jsonnet imports from disk, but serve lib/contract.json from memory,
+    so one run renders rules and dashboards against the current Python contract."""
+    contract_path = MIXIN / "lib" / "contract.json"
+
+    def resolve(base: str, rel: str) -> tuple[str, bytes]:
+        for directory in (Path(base), MIXIN):
+            path = (directory / rel).resolve()
+            if path == contract_path:
+                return str(path), contract_json.encode()
+            if path.is_file():
+                return str(path), path.read_bytes()
+        raise RuntimeError(f"import not found: {rel} (from {base})")
+
+    return resolve
+
+
+def evaluate_mixin(contract_json: str, overrides: Path | None = None) -> dict:
     """Evaluate the mixin's hidden fields to plain JSON."""
     parts = "(import 'mixin.libsonnet')"
     if overrides is not None:
@@ -57,17 +74,14 @@ def evaluate_mixin(overrides: Path | None = None) -> dict:
         "{ [k]: if std.objectHasAll(m, k) then m[k] else null"
         " for k in ['prometheusRules', 'prometheusAlerts', 'grafanaDashboards'] }" % parts
     )
-    return json.loads(_jsonnet.evaluate_snippet("generate", snippet, jpathdir=[str(MIXIN)]))
+    return json.loads(_jsonnet.evaluate_snippet(str(MIXIN / "generate"), snippet, import_callback=_importer(contract_json)))
 
 
 def render(overrides: Path | None = None) -> dict[Path, str]:
     """Every generated file, path -> content."""
-    files: dict[Path, str] = {
-        MIXIN / "lib" / "contract.json": json.dumps(contract.as_dict(), indent=2, sort_keys=True) + "\n",
-    }
-    if not (MIXIN / "mixin.libsonnet").exists():
-        return files
-    mixin = evaluate_mixin(overrides)
+    contract_json = json.dumps(contract.as_dict(), indent=2, sort_keys=True) + "\n"
+    files: dict[Path, str] = {MIXIN / "lib" / "contract.json": contract_json}
+    mixin = evaluate_mixin(contract_json, overrides)
     if mixin["prometheusRules"]:
         files[ROOT / "prometheus" / "rules" / "llm-recording-rules.yaml"] = to_yaml(mixin["prometheusRules"])
     if mixin["prometheusAlerts"]:

@@ -37,6 +37,8 @@ def test_openai_usage_with_cached_and_reasoning_tokens_splits_into_disjoint_type
     assert v(reg, "llm_tokens_per_request_bucket", **OA, direction="input", le="1000.0") == 1
     assert v(reg, "llm_tokens_per_request_bucket", **OA, direction="input", le="500.0") == 0
     assert v(reg, "llm_unpriced_requests_total", provider="openai", model="gpt-4o") is None
+    # 200 cache reads billed at 1.25 instead of 2.50 per 1M
+    assert v(reg, "llm_cache_savings_usd_total", **OA) == pytest.approx(200 * (2.50 - 1.25) / 1e6)
 
 
 def test_anthropic_usage_with_cache_read_and_write_is_additive(reg):
@@ -49,6 +51,7 @@ def test_anthropic_usage_with_cache_read_and_write_is_additive(reg):
     # claude-sonnet-4-5: input 3, cache_read 0.30, cache_write 3.75, output 15 per 1M
     expected = (10 * 3 + 1000 * 0.30 + 100 * 3.75 + 20 * 15) / 1e6
     assert v(reg, "llm_cost_usd_total", **AN) == pytest.approx(expected)
+    assert v(reg, "llm_cache_savings_usd_total", **AN) == pytest.approx(1000 * (3.00 - 0.30) / 1e6)
 
 
 def test_every_call_metric_has_exact_samples(reg):

@@ -167,6 +167,12 @@ METRICS: tuple[MetricSpec, ...] = (
         _C,
     ),
     MetricSpec(
+        "llm_cache_savings_usd_total", "counter",
+        "Estimated USD not spent because input tokens were read from the prompt cache: "
+        "cache_read tokens x (input price - cache_read price).",
+        _C,
+    ),
+    MetricSpec(
         "llm_errors_total", "counter",
         "Failed LLM calls, by error type.",
         _C + ("error_type",),

@@ -53,7 +53,7 @@ class Settings:
 class Bundle:
     """Bound children of one (provider, model, feature, operation) label tuple."""
 
-    __slots__ = ("key", "_m", "duration", "cost", "retries", "in_flight", "_ttft", "_tpot", "_refusals",
+    __slots__ = ("key", "_m", "duration", "cost", "retries", "in_flight", "_ttft", "_tpot", "_refusals", "_savings",
                  "_requests", "_errors", "_tokens", "_per_request", "_unpriced", "_token_children", "_size_children")
 
     def __init__(self, m: Metrics, key: Key) -> None:
@@ -69,6 +69,7 @@ class Bundle:
         self._ttft: Any = None
         self._tpot: Any = None
         self._refusals: Any = None
+        self._savings: Any = None
         self._requests: dict[str, Any] = {}
         self._errors: dict[str, Any] = {}
         self._tokens: dict[str, Any] = {}
@@ -114,6 +115,11 @@ class Bundle:
         if c is None:
             c = self._size_children = (self.per_request("input"), self.per_request("output"))
         return c
+
+    def savings(self) -> Any:
+        if self._savings is None:
+            self._savings = self._m.families["llm_cache_savings_usd_total"].labels(*self.key)
+        return self._savings
 
     def ttft(self) -> Any:
         if self._ttft is None:

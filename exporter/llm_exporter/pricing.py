@@ -57,6 +57,10 @@ class Price:
             + (parts.output + parts.reasoning) * self.output
         ) / 1_000_000
 
+    def cache_savings(self, parts: TokenParts) -> float:
+        """What the cache reads would have cost as uncached input, minus what they cost."""
+        return parts.cache_read * max(self.input - self.cache_read, 0.0) / 1_000_000
+
 
 class PriceTable:
     """Resolved prices; ``lookup(model)`` is cached and safe to call per request."""

@@ -83,6 +83,8 @@ def record(
                 b.unpriced().inc()
             else:
                 cost_usd = price.cost(parts)
+                if parts.cache_read:
+                    b.savings().inc(price.cache_savings(parts))
     if cost_usd:
         b.cost.inc(cost_usd)
     if retries:
