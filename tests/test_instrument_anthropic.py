@@ -327,3 +327,19 @@ def test_user_middleware_keeps_working(server, registry):
     assert seen == [500, 200]
     assert registry.get_sample_value("llm_retries_total", L(MODEL)) == 1
     client.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stream_refusal_detected_when_opted_in(mode, server):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="I apologize, but I can't share that", chunk_delay_s=0.001))
+        server.enqueue(Reply(text="Here is your triage label", chunk_delay_s=0.001))
+        for _ in range(2):
+            await c.drain(await c(c.client.messages.create, stream=True, **KW))
+
+    reg = fresh_registry(refusal_detector=True)
+    server.reset()
+    run(mode, server, body)
+    flush()
+    assert reg.get_sample_value("llm_refusals_total", L(MODEL)) == 1
+    assert reg.get_sample_value("llm_requests_total", L(MODEL, finish_reason="stop")) == 2

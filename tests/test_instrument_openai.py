@@ -449,3 +449,28 @@ def test_instrumentation_fault_never_breaks_the_call(server, registry, monkeypat
 def test_unsupported_object_raises_type_error():
     with pytest.raises(TypeError):
         llm_exporter.instrument(object())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_chat_stream_refusal_detected_only_when_opted_in(mode, server):
+    """The opt-in refusal detector sees streamed text; off by default, text never a label."""
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="I cannot help with that request", chunk_delay_s=0.001))
+        server.enqueue(Reply(text="Sure, here is the summary", chunk_delay_s=0.001))
+        for _ in range(2):
+            await c.drain(await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS,
+                                  stream=True))
+
+    reg = fresh_registry(refusal_detector=True)
+    server.reset()
+    run(mode, server, body)
+    flush()
+    assert reg.get_sample_value("llm_refusals_total", L("gpt-4o-mini")) == 1
+    assert reg.get_sample_value("llm_requests_total", L("gpt-4o-mini", finish_reason="stop")) == 2
+
+    reg = fresh_registry()  # detector off: nothing counted
+    server.reset()
+    run(mode, server, body)
+    flush()
+    assert reg.get_sample_value("llm_refusals_total", L("gpt-4o-mini")) is None
+    assert reg.get_sample_value("llm_requests_total", L("gpt-4o-mini", finish_reason="stop")) == 2

@@ -154,11 +154,14 @@ class Call:
         if isinstance(n, int) and not isinstance(n, bool) and n > 0:
             self._retries += n
 
-    def check_refusal(self, text: str | None) -> bool:
-        """Run the refusal detector (if configured) on streamed text; True if it matched."""
+    def check_refusal(self, text: str | None, explicit: bool = False) -> bool:
+        """Run the refusal detector (if configured) on streamed text; True if it matched.
+
+        ``explicit``: the provider flagged a refusal itself (OpenAI's ``refusal`` delta).
+        """
         try:
             detector = self._m.settings.refusal_detector if self._m is not None else None
-            if detector is not None and detector.is_refusal(text):
+            if detector is not None and (explicit or detector.is_refusal(text)):
                 self._refused = True
                 return True
         except Exception:

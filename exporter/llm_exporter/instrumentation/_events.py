@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
+from ..quality import DEFAULT_SCAN_CHARS, refusal_detection_enabled
+
 DONE = "done"
 
 
@@ -29,6 +31,23 @@ class Interpreter:
         self.call = call
         self.seen_token = False
         self.model_set = False
+        # Text is kept only while the opt-in refusal detector wants it (the start of the answer).
+        self.collecting = refusal_detection_enabled()
+        self.text: list[str] = []
+        self.text_len = 0
+        self.explicit_refusal = False
+
+    def add_text(self, text: Any) -> None:
+        if isinstance(text, str) and text:
+            self.text.append(text)
+            self.text_len += len(text)
+            if self.text_len >= DEFAULT_SCAN_CHARS:
+                self.collecting = False
+
+    def end_text(self) -> None:
+        """The stream completed: run the refusal detector on what was collected."""
+        if self.text or self.explicit_refusal:
+            self.call.check_refusal("".join(self.text), explicit=self.explicit_refusal)
 
     def token(self) -> None:
         if not self.seen_token:
@@ -51,7 +70,7 @@ class ChatInterpreter(Interpreter):
     def feed(self, event: Optional[str], data: str) -> Any:
         if data.startswith("[DONE]"):
             return DONE
-        if self.seen_token and self.model_set and '"finish_reason":null' in data and '"error"' not in data \
+        if self.seen_token and self.model_set and not self.collecting and '"finish_reason":null' in data and '"error"' not in data \
                 and ('"usage"' not in data or '"usage":null' in data):
             return None  # the hot path: a plain content chunk
         chunk = json.loads(data)
@@ -63,6 +82,14 @@ class ChatInterpreter(Interpreter):
         for choice in chunk.get("choices") or ():
             if not isinstance(choice, dict):
                 continue
+            if self.collecting:
+                delta = choice.get("delta")
+                if isinstance(delta, dict):
+                    self.add_text(delta.get("content"))
+                    if delta.get("refusal"):
+                        self.explicit_refusal = True
+                else:
+                    self.add_text(choice.get("text"))
             if not self.seen_token:
                 delta = choice.get("delta")
                 if isinstance(delta, dict):
@@ -122,7 +149,7 @@ class MessagesInterpreter(Interpreter):
     def feed(self, event: Optional[str], data: str) -> Any:
         if event == "ping":
             return None
-        if event == "content_block_delta" and self.seen_token:
+        if event == "content_block_delta" and self.seen_token and not self.collecting:
             return None  # the hot path: no need to parse once the first token is seen
         ev = json.loads(data)
         if not isinstance(ev, dict):
@@ -132,6 +159,8 @@ class MessagesInterpreter(Interpreter):
             delta = ev.get("delta") or {}
             if delta.get("type") != "signature_delta":
                 self.token()
+            if self.collecting and delta.get("type") == "text_delta":
+                self.add_text(delta.get("text"))
         elif kind == "message_start":
             message = ev.get("message") or {}
             self.model(message.get("model"))

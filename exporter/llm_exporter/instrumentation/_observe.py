@@ -127,6 +127,7 @@ class Observer:
             for event, data in self._parser.feed(chunk):
                 result = self._interp.feed(event, data) if self._interp is not None else None
                 if result is DONE:
+                    self._interp.end_text()
                     self._finish()
                     return
                 if isinstance(result, Exception):
