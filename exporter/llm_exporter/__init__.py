@@ -7,6 +7,8 @@ Public API (stable names)::
     feature(name)             context manager setting the feature label
     instrument(client)        auto-instrument an OpenAI / Anthropic client
     record_feedback(...)      user ratings
+    record_ratelimit(...)     rate-limit headroom from your own header parsing
+    classify_error(exc)       exception -> error_type
     configure(...)            registry, pricing file, label budgets, buckets
     start_http_server(...)    serve /metrics; make_wsgi_app / make_asgi_app
     mark_process_dead(pid)    multi-process servers (gunicorn child_exit hook)
@@ -25,6 +27,8 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     "record_call": "llm_exporter.recorder",
+    "record_ratelimit": "llm_exporter.recorder",
+    "classify_error": "llm_exporter.errors",
     "track": "llm_exporter.tracking",
     "start_call": "llm_exporter.tracking",
     "Call": "llm_exporter.tracking",

@@ -207,6 +207,26 @@ def _handler_for(capture: CaptureServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def start_capture(host: str = "127.0.0.1", port: int = DEFAULT_PORT, *, wait: float = 0.0, echo: bool = False) -> CaptureServer:
+    """Start a receiver on a fixed address, retrying for up to ``wait`` seconds while it is busy.
+
+    The PagerDuty address is fixed in alertmanager.yml (``global.pagerduty_url``), so a
+    receiver for it cannot pick a random port; another stack may still be releasing it.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return CaptureServer(host, port, echo=echo).start()
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise OSError(
+                    exc.errno,
+                    f"capture receiver: {host}:{port} is busy ({exc.strerror}); alertmanager.yml's "
+                    "global.pagerduty_url points there. Is `llm-exporter stack` or another test running?",
+                ) from exc
+            time.sleep(0.5)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Capture PagerDuty / Slack / webhook POSTs from Alertmanager.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

@@ -22,10 +22,11 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from socketserver import ThreadingMixIn
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import prometheus_client
@@ -93,7 +94,7 @@ class ScenarioState:
         self._lock = threading.Lock()
         self._current = _lookup(name)
         self._since = time.time()
-        self._gauge: Optional[prometheus_client.Gauge] = None
+        self._gauge: prometheus_client.Gauge | None = None
 
     @property
     def current(self) -> Scenario:
@@ -115,10 +116,14 @@ class ScenarioState:
 
     def export_to(self, registry: prometheus_client.CollectorRegistry) -> None:
         # demo_scenario{scenario=...} 1 marks when a scenario ran (not an llm_* metric)
-        self._gauge = prometheus_client.Gauge(
-            "demo_scenario", "Scenario the llm-exporter demo is playing (1 = current).", ["scenario"],
-            registry=registry,
-        )
+        gauge = _SCENARIO_GAUGES.get(id(registry))
+        if gauge is None:
+            gauge = prometheus_client.Gauge(
+                "demo_scenario", "Scenario the llm-exporter demo is playing (1 = current).", ["scenario"],
+                registry=registry,
+            )
+            _SCENARIO_GAUGES[id(registry)] = gauge
+        self._gauge = gauge
         self._export()
 
     def _export(self) -> None:
@@ -126,6 +131,10 @@ class ScenarioState:
             current = self.current.name
             for name in SCENARIOS:
                 self._gauge.labels(scenario=name).set(1 if name == current else 0)
+
+
+#: one demo_scenario gauge per registry (a second Demo in the process reuses it)
+_SCENARIO_GAUGES: dict[int, prometheus_client.Gauge] = {}
 
 
 def _lookup(name: str) -> Scenario:
@@ -156,7 +165,7 @@ _MAX_PROMPT = 190_000  # stay inside every demo model's context window
 class DemoPolicy:
     """Decides each fake-provider answer from the current scenario (seeded, thread-safe)."""
 
-    def __init__(self, state: ScenarioState, seed: Optional[int] = None, time_scale: float = 1.0,
+    def __init__(self, state: ScenarioState, seed: int | None = None, time_scale: float = 1.0,
                  client_timeout: float = 20.0) -> None:
         self.state = state
         self.seed = seed
@@ -164,32 +173,34 @@ class DemoPolicy:
         self.client_timeout = client_timeout
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self._count = 0  # own sequence: the demo clears the provider's request log (and its index)
         self._windows: dict[tuple[str, str], deque[tuple[float, int]]] = {}
 
-    def _random(self, index: int) -> random.Random:
-        # seeded: the answer depends only on (seed, request index), not on thread timing
-        if self.seed is not None:
-            return random.Random(f"{self.seed}:{index}")
+    def _random(self) -> random.Random:
+        # seeded: the n-th answer depends only on (seed, n); sequential runs are reproducible
         with self._lock:
+            n, self._count = self._count, self._count + 1
+            if self.seed is not None:
+                return random.Random(f"{self.seed}:{n}")
             return random.Random(self._rng.getrandbits(64))
 
     def __call__(self, req: Any) -> Any:
         from .fakeprovider import Reply
 
         sc = self.state.current
-        rng = self._random(req.index)
+        rng = self._random()
         ts = self.time_scale
         body = req.body if isinstance(req.body, dict) else {}
         # errors first: they are per attempt, so the SDK's retry often succeeds
         roll = rng.random()
         if roll < sc.p_server_error:
             status = rng.choice([500, 503, 529] if req.provider == "anthropic" else [500, 502, 503])
-            return Reply(status=status, headers={**self._ratelimit_headers(req, 0), "retry-after-ms": _ms(0.2 * ts)},
-                         delay_s=rng.uniform(0.05, 0.3) * ts)
+            headers = {**self._ratelimit_headers(req, 0), "retry-after-ms": _ms(0.2 * ts)}
+            return Reply(status=status, headers=headers, delay_s=rng.uniform(0.05, 0.3) * ts)
         roll -= sc.p_server_error
         if roll < sc.p_rate_limit:
-            return Reply(status=429, headers={**self._ratelimit_headers(req, 0), "retry-after-ms": _ms(0.5 * ts)},
-                         delay_s=0.02 * ts)
+            headers = {**self._ratelimit_headers(req, 0), "retry-after-ms": _ms(0.5 * ts)}
+            return Reply(status=429, headers=headers, delay_s=0.02 * ts)
         roll -= sc.p_rate_limit
         if roll < sc.p_timeout:
             return Reply(delay_s=self.client_timeout * 1.5,  # client_timeout is already scaled
@@ -265,15 +276,14 @@ def _ms(seconds: float) -> str:
     return str(max(1, int(seconds * 1000)))
 
 
-def _max_output(body: dict) -> Optional[int]:
+def _max_output(body: dict) -> int | None:
     for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
         if isinstance(body.get(key), int):
             return body[key]
     return None
 
 
-_WORDS = ("your order ships tomorrow the refund was approved we found three matching articles "
-          "the ticket is routed to billing thanks for your patience here is a short summary").split()
+_WORDS = ["your", "order", "ships", "tomorrow", "the", "refund", "was", "approved", "we", "found", "three", "matching", "articles", "the", "ticket", "is", "routed", "to", "billing", "thanks", "for", "your", "patience", "here", "is", "a", "short", "summary"]
 
 
 def _answer_text(rng: random.Random, n: int) -> str:
@@ -309,7 +319,7 @@ class DemoApp:
     """The example app: one instrumented OpenAI client and one Anthropic client."""
 
     def __init__(self, openai_client: Any = None, anthropic_client: Any = None, real: bool = False,
-                 state: Optional[ScenarioState] = None) -> None:
+                 state: ScenarioState | None = None) -> None:
         self.openai = openai_client
         self.anthropic = anthropic_client
         self.real = real
@@ -402,7 +412,7 @@ class DemoApp:
             pass
 
 
-def make_clients(base_openai: Optional[str], base_anthropic: Optional[str], timeout: float,
+def make_clients(base_openai: str | None, base_anthropic: str | None, timeout: float,
                  real: bool = False) -> tuple[Any, Any]:
     """Instrumented SDK clients: against the fake provider, or the real APIs with env keys."""
     from anthropic import Anthropic
@@ -426,7 +436,7 @@ def make_clients(base_openai: Optional[str], base_anthropic: Optional[str], time
 class Traffic:
     """Issues requests at a bounded rate from a thread pool; counts outcomes for the log."""
 
-    def __init__(self, app: DemoApp, rps: float, seed: Optional[int] = None, max_in_flight: int = 48) -> None:
+    def __init__(self, app: DemoApp, rps: float, seed: int | None = None, max_in_flight: int = 48) -> None:
         if rps <= 0:
             raise ValueError("rps must be > 0")
         self.app = app
@@ -436,12 +446,12 @@ class Traffic:
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="demo-request")
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self.outcomes: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._count = 0
 
-    def run_one(self, index: Optional[int] = None) -> str:
+    def run_one(self, index: int | None = None) -> str:
         """One request, in the calling thread; returns "ok" or the exception's class name."""
         with self._lock:
             i = self._count if index is None else index
@@ -452,13 +462,13 @@ class Traffic:
         try:
             self.app.run(name, rng)
             outcome = "ok"
-        except Exception as exc:  # the demo app survives provider errors, as a real one must
+        except Exception as exc:  # noqa: BLE001 - the demo app survives provider errors, as a real one must
             outcome = type(exc).__name__
         with self._lock:
             self.outcomes[outcome] += 1
         return outcome
 
-    def start(self) -> "Traffic":
+    def start(self) -> Traffic:
         self._thread = threading.Thread(target=self._loop, name="demo-traffic", daemon=True)
         self._thread.start()
         return self
@@ -510,7 +520,7 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("demo http: " + format, *args)
 
 
@@ -565,7 +575,7 @@ class DemoConfig:
     port: int = DEFAULT_PORT
     scenario: str = "normal"
     rps: float = DEFAULT_RPS
-    seed: Optional[int] = None
+    seed: int | None = None
     real: bool = False
     time_scale: float = 1.0  # multiplies every fake delay (tests use small values)
     client_timeout: float = 20.0  # the SDK clients' timeout (fake mode: x time_scale, at least 1 s)
@@ -575,14 +585,14 @@ class DemoConfig:
 class Demo:
     """The running demo: fake provider + instrumented app + traffic + HTTP endpoint."""
 
-    def __init__(self, config: DemoConfig, registry: Optional[prometheus_client.CollectorRegistry] = None) -> None:
+    def __init__(self, config: DemoConfig, registry: prometheus_client.CollectorRegistry | None = None) -> None:
         self.config = config
         self.registry = registry if registry is not None else prometheus_client.REGISTRY
         self.state = ScenarioState(config.scenario)
         self.provider: Any = None
-        self.app: Optional[DemoApp] = None
-        self.traffic: Optional[Traffic] = None
-        self._httpd: Optional[_ThreadingWSGIServer] = None
+        self.app: DemoApp | None = None
+        self.traffic: Traffic | None = None
+        self._httpd: _ThreadingWSGIServer | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
 
@@ -618,7 +628,7 @@ class Demo:
         self.app = DemoApp(oa, an, state=self.state)
         return self.app
 
-    def start(self, traffic: bool = True) -> "Demo":
+    def start(self, traffic: bool = True) -> Demo:
         cfg = self.config
         app = self.build()
         self.state.export_to(self.registry)
@@ -663,14 +673,14 @@ class Demo:
         for t in self._threads:
             t.join(timeout=5)
 
-    def __enter__(self) -> "Demo":
+    def __enter__(self) -> Demo:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-def run(config: DemoConfig, stop: Optional[threading.Event] = None) -> None:
+def run(config: DemoConfig, stop: threading.Event | None = None) -> None:
     """Run the demo until ``stop`` is set or Ctrl-C."""
     demo = Demo(config).start()
     print(describe(demo), flush=True)

@@ -352,5 +352,6 @@ def wait_until(fn: Callable[[], T], *, timeout: float = 60.0, interval: float = 
         except (urllib.error.URLError, OSError, ServiceError) as exc:
             last_error = exc
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+            detail = f" (last error: {last_error})" if last_error else ""
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
         time.sleep(interval)

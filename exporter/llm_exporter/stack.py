@@ -28,7 +28,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from . import capture as _capture
 from . import demo as _demo
@@ -113,17 +113,17 @@ def default_repo() -> Path:
 @dataclass
 class StackConfig:
     repo: Path = field(default_factory=default_repo)
-    workdir: Optional[Path] = None  # default <repo>/.stack
-    secrets_dir: Optional[Path] = None  # default <repo>/secrets; must be named "secrets"
+    workdir: Path | None = None  # default <repo>/.stack
+    secrets_dir: Path | None = None  # default <repo>/secrets; must be named "secrets"
     prometheus_port: int = 9090
     alertmanager_port: int = 9093
     capture_port: int = CAPTURE_PORT
     demo: _demo.DemoConfig = field(default_factory=_demo.DemoConfig)
-    rules_dir: Optional[Path] = None  # default <repo>/prometheus/rules
-    scrape_interval: Optional[str] = None  # e.g. "1s" for tests; default: prometheus.yml's
+    rules_dir: Path | None = None  # default <repo>/prometheus/rules
+    scrape_interval: str | None = None  # e.g. "1s" for tests; default: prometheus.yml's
     echo_pages: bool = True  # print a line per page the capture receiver gets
 
-    def resolved(self) -> "StackConfig":
+    def resolved(self) -> StackConfig:
         repo = Path(self.repo).resolve()
         return StackConfig(
             repo=repo,
@@ -141,10 +141,10 @@ class Stack:
 
     def __init__(self, config: StackConfig) -> None:
         self.config = config.resolved()
-        self.capture: Optional[_capture.CaptureServer] = None
-        self.demo: Optional[_demo.Demo] = None
-        self.alertmanager: Optional[localstack.Alertmanager] = None
-        self.prometheus: Optional[localstack.Prometheus] = None
+        self.capture: _capture.CaptureServer | None = None
+        self.demo: _demo.Demo | None = None
+        self.alertmanager: localstack.Alertmanager | None = None
+        self.prometheus: localstack.Prometheus | None = None
 
     def check(self) -> None:
         """Fail early, with what to do, when a binary or a config file is missing."""
@@ -159,7 +159,7 @@ class Stack:
         localstack.find_binary("prometheus")
         localstack.find_binary("prometheus-alertmanager")
 
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         cfg = self.config
         self.check()
         cfg.workdir.mkdir(parents=True, exist_ok=True)
@@ -244,7 +244,7 @@ class Stack:
         except OSError:
             pass
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
