@@ -22,8 +22,10 @@ def _add_demo_args(p: argparse.ArgumentParser, default_host: str) -> None:
     from .demo import DEFAULT_PORT, DEFAULT_RPS, SCENARIOS
 
     g = p.add_argument_group("demo app")
-    g.add_argument("--host", default=default_host, help=f"address for /metrics and /scenario (default {default_host})")
-    g.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port for /metrics and /scenario (default {DEFAULT_PORT})")
+    g.add_argument("--host", default=default_host,
+                   help=f"address for /metrics and /scenario (default {default_host})")
+    g.add_argument("--port", type=int, default=DEFAULT_PORT,
+                   help=f"port for /metrics and /scenario (default {DEFAULT_PORT})")
     g.add_argument("--scenario", default="normal", choices=list(SCENARIOS),
                    help="scenario to start with; switch later with POST /scenario/<name>. " + _scenario_help())
     g.add_argument("--rps", type=float, default=None,

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -283,7 +284,8 @@ def _max_output(body: dict) -> int | None:
     return None
 
 
-_WORDS = ["your", "order", "ships", "tomorrow", "the", "refund", "was", "approved", "we", "found", "three", "matching", "articles", "the", "ticket", "is", "routed", "to", "billing", "thanks", "for", "your", "patience", "here", "is", "a", "short", "summary"]
+_WORDS = ("your order ships tomorrow the refund was approved we found three matching articles "
+          "the ticket is routed to billing thanks for your patience here is a short summary").split()
 
 
 def _answer_text(rng: random.Random, n: int) -> str:
@@ -649,8 +651,6 @@ class Demo:
     def _housekeeping(self) -> None:
         last = time.monotonic()
         while not self._stop.wait(5.0):
-            if self.provider is not None:
-                self.provider.reset()  # the fake provider keeps every request; the demo runs for days
             every = self.config.status_every
             if every and time.monotonic() - last >= every and self.traffic is not None:
                 last = time.monotonic()
@@ -681,11 +681,14 @@ class Demo:
 
 
 def run(config: DemoConfig, stop: threading.Event | None = None) -> None:
-    """Run the demo until ``stop`` is set or Ctrl-C."""
+    """Run the demo until ``stop`` is set, Ctrl-C or SIGTERM (``docker stop``)."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     demo = Demo(config).start()
     print(describe(demo), flush=True)
     try:
-        (stop or threading.Event()).wait()
+        stop.wait()
     except KeyboardInterrupt:
         pass
     finally:

@@ -51,18 +51,21 @@ class FakeProvider:
 
     Each request is answered by the next scripted ``Reply`` from ``enqueue``, else by
     ``policy(RequestInfo)`` (returning ``None`` falls back to the default), else by a
-    healthy default. Every request received is kept in ``requests``.
+    healthy default. The last ``keep_requests`` requests received are kept in ``requests``
+    (bounded, so a long-running demo does not grow without limit).
 
         with FakeProvider() as server:
             client = OpenAI(base_url=server.openai_base_url, api_key="test")
     """
 
-    def __init__(self, policy: Optional[Policy] = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, policy: Optional[Policy] = None, host: str = "127.0.0.1", port: int = 0,
+                 keep_requests: int = 10_000) -> None:
         self.policy: Optional[Policy] = policy
         self._host, self._port = host, port
         self._queue: collections.deque[Reply] = collections.deque()
         self._lock = threading.Lock()
-        self._requests: list[RequestInfo] = []
+        self._requests: collections.deque[RequestInfo] = collections.deque(maxlen=keep_requests)
+        self._received = 0  # requests ever received; RequestInfo.index
         self._stop = threading.Event()
         self._httpd: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
@@ -136,6 +139,7 @@ class FakeProvider:
         with self._lock:
             self._queue.clear()
             self._requests.clear()
+            self._received = 0
 
     def _register(self, method: str, path: str, headers: dict[str, str], body: Any) -> RequestInfo:
         provider, operation = route(path)
@@ -151,8 +155,9 @@ class FakeProvider:
                 operation=operation, model=b.get("model") if isinstance(b.get("model"), str) else None,
                 stream=b.get("stream") is True,
                 include_usage=isinstance(opts, dict) and opts.get("include_usage") is True,
-                index=len(self._requests), retry_count=retry_count,
+                index=self._received, retry_count=retry_count,
             )
+            self._received += 1
             self._requests.append(info)
         return info
 
@@ -204,6 +209,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Without TCP_NODELAY small SSE writes wait for delayed ACKs (~40 ms a request).
+    disable_nagle_algorithm = True
     server: _Server
     timeout = 30
 
