@@ -16,7 +16,6 @@ warning 30s).
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import secrets
 import threading
@@ -27,40 +26,12 @@ import yaml
 
 from llm_exporter import localstack
 from llm_exporter.capture import start_capture
+from fast_rules import render_fast_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Test-only render of the mixin: same expressions and thresholds, fast evaluation.
-FAST_OVERRIDES = """
-{
-  local fast(groups) = [
-    g { interval: '1s', rules: [r + (if std.objectHas(r, 'alert') then { 'for': '3s' } else {}) for r in g.rules] }
-    for g in groups
-  ],
-  prometheusRules+:: { groups: fast(super.groups) },
-  prometheusAlerts+:: { groups: fast(super.groups) },
-}
-"""
 
 PROVIDER, MODEL = "openai", "gpt-4o-mini"
-
-
-def _load_generate():
-    spec = importlib.util.spec_from_file_location("llm_generate", ROOT / "scripts" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def render_fast_rules(dest: Path) -> Path:
-    overrides = dest / "fast.libsonnet"
-    overrides.write_text(FAST_OVERRIDES)
-    rules = dest / "rules"
-    rules.mkdir()
-    for path, content in _load_generate().render(overrides).items():
-        if path.parent.name == "rules" and path.parent.parent.name == "prometheus":
-            (rules / path.name).write_text(content)
-    return rules
 
 
 def _strip_timing(doc: dict) -> list:

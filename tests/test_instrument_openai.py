@@ -5,23 +5,18 @@ Every scenario runs sync and async. Exact samples are asserted; durations only b
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
 import inspect
-from typing import Any, AsyncIterator, Awaitable, Callable
 
 import openai
 import pytest
-from openai import AsyncOpenAI, OpenAI
+from openai import OpenAI
 
 import llm_exporter
 from llm_exporter.fakeprovider import FakeProvider, Reply, ToolCall, openai_ratelimit_headers
 from llm_exporter.instrumentation import flush
 from llm_exporter.testing import fresh_registry
-
-MODES = ["sync", "async"]
-MSGS = [{"role": "user", "content": "hello there"}]
+from sdk_harness import MODES, MSGS, helpers
 
 
 @pytest.fixture(scope="module")
@@ -36,83 +31,8 @@ def registry(server):
     return fresh_registry()
 
 
-class Ctx:
-    """One client (sync or async) plus helpers that hide the sync/async difference."""
-
-    def __init__(self, mode: str, server: FakeProvider, feature: str | None = None, **kw: Any) -> None:
-        self.mode = mode
-        cls = AsyncOpenAI if mode == "async" else OpenAI
-        kw.setdefault("max_retries", 2)
-        self.client = llm_exporter.instrument(cls(base_url=server.openai_base_url, api_key="test", **kw),
-                                              feature=feature)
-
-    async def __call__(self, fn: Callable[..., Any], *a: Any, **kw: Any) -> Any:
-        r = fn(*a, **kw)
-        return await r if inspect.isawaitable(r) else r
-
-    async def drain(self, stream: Any) -> list[Any]:
-        if self.mode == "async":
-            return [x async for x in stream]
-        return list(stream)
-
-    async def first(self, stream: Any) -> Any:
-        if self.mode == "async":
-            async for x in stream:
-                return x
-        for x in stream:
-            return x
-
-    @contextlib.asynccontextmanager
-    async def enter(self, cm: Any) -> AsyncIterator[Any]:
-        if self.mode == "async":
-            async with cm as v:
-                yield v
-        else:
-            with cm as v:
-                yield v
-
-    async def close(self, obj: Any) -> None:
-        r = obj.close()
-        if inspect.isawaitable(r):
-            await r
-
-
-def run(mode: str, server: FakeProvider, body: Callable[[Ctx], Awaitable[None]], **kw: Any) -> None:
-    async def main() -> None:
-        ctx = Ctx(mode, server, **kw)
-        try:
-            await body(ctx)
-        finally:
-            await ctx.close(ctx.client)
-
-    asyncio.run(main())
-
-
-def L(model: str, operation: str = "chat", feature: str = "unknown", **extra: str) -> dict[str, str]:
-    return dict(provider="openai", model=model, feature=feature, operation=operation, **extra)
-
-
-def tokens(reg, model: str, operation: str = "chat", feature: str = "unknown") -> dict[str, float | None]:
-    return {t: reg.get_sample_value("llm_tokens_total", L(model, operation, feature, token_type=t))
-            for t in ("input", "cache_read", "cache_write", "output", "reasoning")}
-
-
-def in_flight(reg, model: str, feature: str = "unknown") -> float | None:
-    return reg.get_sample_value("llm_in_flight_requests", dict(provider="openai", model=model, feature=feature))
-
-
-def assert_one(reg, model: str, finish: str, operation: str = "chat", feature: str = "unknown",
-               error: str | None = None) -> None:
-    """Exactly one call recorded, with this finish reason (and error type), and nothing in flight."""
-    lab = L(model, operation, feature)
-    assert reg.get_sample_value("llm_requests_total", dict(lab, finish_reason=finish)) == 1
-    for other in ("stop", "length", "tool_calls", "content_filter", "error", "cancelled", "other"):
-        if other != finish:
-            assert reg.get_sample_value("llm_requests_total", dict(lab, finish_reason=other)) in (None, 0)
-    assert reg.get_sample_value("llm_request_duration_seconds_count", lab) == 1
-    assert in_flight(reg, model, feature) == 0
-    if error is not None:
-        assert reg.get_sample_value("llm_errors_total", dict(lab, error_type=error)) == 1
+_h = helpers("openai", "chat")
+Ctx, run, L, tokens, in_flight, assert_one = _h.Ctx, _h.run, _h.L, _h.tokens, _h.in_flight, _h.assert_one
 
 
 USAGE = dict(prompt_tokens=20, cached_tokens=5, cache_write_tokens=3, completion_tokens=10, reasoning_tokens=4)

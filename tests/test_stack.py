@@ -9,7 +9,6 @@ rules rendered from the mixin with an override that sets each group's interval t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -24,18 +23,9 @@ import pytest
 from llm_exporter import localstack, stack
 from llm_exporter.capture import DEFAULT_PORT as CAPTURE_PORT
 from llm_exporter.capture import PAGERDUTY_PATH, SLACK_PATH
+from fast_rules import render_fast_rules
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST_OVERRIDES = """
-{
-  local fast(groups) = [
-    g { interval: '1s', rules: [r + (if std.objectHas(r, 'alert') then { 'for': '3s' } else {}) for r in g.rules] }
-    for g in groups
-  ],
-  prometheusRules+:: { groups: fast(super.groups) },
-  prometheusAlerts+:: { groups: fast(super.groups) },
-}
-"""
 
 
 def test_init_secrets_creates_missing_files_only(tmp_path: Path, monkeypatch) -> None:
@@ -66,22 +56,6 @@ def test_pick_port_moves_past_a_busy_port() -> None:
         chosen = stack.pick_port(port, "test")
         assert chosen != port and chosen > port
     assert stack.pick_port(0, "test") > 0
-
-
-def _fast_rules(tmp_path: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("llm_generate", ROOT / "scripts" / "generate.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
-    overrides = tmp_path / "fast.libsonnet"
-    overrides.write_text(FAST_OVERRIDES)
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    for path, content in gen.render(overrides).items():
-        if path.parent == ROOT / "prometheus" / "rules":
-            (rules / path.name).write_text(content)
-    text = (rules / "llm-alerts.yaml").read_text()
-    assert "for: 3s" in text and "interval: 1s" in text and "alert: LLMHighErrorRate" in text
-    return rules
 
 
 def _get_json(url: str):
@@ -116,7 +90,7 @@ def test_stack_runs_alerts_reach_the_capture_receiver_and_ctrl_c_stops_everythin
     if not stack._port_free(CAPTURE_PORT):
         pytest.fail(f"port {CAPTURE_PORT} is busy (a running `llm-exporter stack`?): "
                     "alertmanager.yml sends pages to the capture receiver there")
-    rules = _fast_rules(tmp_path)
+    rules = render_fast_rules(tmp_path)
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
     (secrets_dir / "pagerduty_routing_key").write_text("test-routing-key-from-secret-file\n")

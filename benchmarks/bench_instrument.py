@@ -1,0 +1,322 @@
+"""Section 2: instrumentation overhead on real SDK calls.
+
+The real ``openai`` and ``anthropic`` clients call the local provider-protocol
+server (``llm_exporter.fakeprovider``, in its own process on 127.0.0.1, no
+artificial delays; ~40-word answers, 1 word per stream delta, usage with a
+cached prefix). Variants, timed in interleaved blocks of the same calls:
+
+* ``plain``         an uninstrumented client
+* ``ours``          ``llm_exporter.instrument(client)`` (a separate client instance)
+* ``openllmetry``   ``opentelemetry-instrumentation-openai`` / ``-anthropic``
+                    (traceloop OpenLLMetry), instrumented for the block and
+                    uninstrumented after it (they patch the SDK classes)
+* ``otel openai-v2`` ``opentelemetry-instrumentation-openai-v2`` (OpenAI only)
+
+Peers get an SDK ``MeterProvider`` with an ``InMemoryMetricReader``; the
+tracer provider is the API default (non-recording spans), so peers, like us,
+pay for metrics, not for span export. Sync clients, ``max_retries=0``.
+
+Per call we time wall clock and this process's CPU time (all its threads). The target compares
+CPU time: "the SDK's own client-side time" is the CPU the plain client spends
+per call (the server runs in another process), and our added time is
+``ours - plain`` measured side by side in the same rounds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import traceback
+from typing import Any, Callable
+
+from benchmarks import harness as H
+
+MESSAGES = [{"role": "user", "content": "Summarise the quarterly report in three sentences, please."}]
+
+
+def start_server() -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.fake_server"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=str(H.REPO))
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("PORT "):
+        proc.kill()
+        raise RuntimeError(f"fake provider did not start: {line!r}")
+    return proc, int(line.split()[1])
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# --- calls ---------------------------------------------------------------------------
+
+def openai_call(client: Any, stream: bool) -> Callable[[int], None]:
+    create = None
+
+    def run(n: int) -> None:
+        nonlocal create
+        create = client.chat.completions.create
+        for _ in range(n):
+            if stream:
+                for _chunk in create(model="gpt-4o-mini", messages=MESSAGES, stream=True,
+                                     stream_options={"include_usage": True}):
+                    pass
+            else:
+                create(model="gpt-4o-mini", messages=MESSAGES)
+
+    return run
+
+
+def anthropic_call(client: Any, stream: bool) -> Callable[[int], None]:
+    def run(n: int) -> None:
+        create = client.messages.create
+        for _ in range(n):
+            if stream:
+                for _event in create(model="claude-haiku-4-5", max_tokens=256, messages=MESSAGES, stream=True):
+                    pass
+            else:
+                create(model="claude-haiku-4-5", max_tokens=256, messages=MESSAGES)
+
+    return run
+
+
+# --- peers ----------------------------------------------------------------------------
+
+class Peer:
+    """A peer instrumentation switched on only around its own blocks."""
+
+    def __init__(self, label: str, instrumentor: Any) -> None:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        self.label = label
+        self.instrumentor = instrumentor
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    def on(self) -> None:
+        self.instrumentor.instrument(meter_provider=self.meter_provider)
+
+    def off(self) -> None:
+        self.instrumentor.uninstrument()
+        # Some peers' uninstrument() leaves their wrappers in place (see
+        # unwrap_sdk_classes); remove them so the next block is really plain.
+        self.leftover = max(self.leftover, unwrap_sdk_classes())
+
+    leftover = 0
+
+    def recorded(self) -> dict[str, float]:
+        """Metric name -> total count/sum seen (proof the peer really recorded)."""
+        out: dict[str, float] = {}
+        data = self.reader.get_metrics_data()
+        for rm in (data.resource_metrics if data else []):
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    total = 0.0
+                    for p in m.data.data_points:
+                        total += getattr(p, "count", None) or getattr(p, "value", 0) or 0
+                    out[m.name] = total
+        return out
+
+
+def unwrap_sdk_classes() -> int:
+    """Restore every wrapt-wrapped method on openai/anthropic classes; returns how many.
+
+    OpenLLMetry 0.62.4's ``_uninstrument`` passes ``unwrap("openai.resources.chat.completions",
+    "Completions.create")``, which ``opentelemetry.instrumentation.utils.unwrap`` splits at the
+    wrong dot, so nothing is unwrapped and wrappers pile up on every instrument() call.
+    Our instrumentation wraps client instances, not classes, so it is not touched.
+    """
+    import wrapt
+
+    proxies = (getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy), wrapt.FunctionWrapper)
+    restored = 0
+    for name, mod in list(sys.modules.items()):
+        if mod is None or not (name.startswith("openai.") or name.startswith("anthropic.")):
+            continue
+        for cls in list(vars(mod).values()):
+            if not isinstance(cls, type) or cls.__module__ != name:
+                continue
+            for attr, value in list(vars(cls).items()):
+                orig = value
+                while isinstance(orig, proxies) and hasattr(orig, "__wrapped__"):
+                    orig = orig.__wrapped__
+                if orig is not value:
+                    setattr(cls, attr, orig)
+                    restored += 1
+    return restored
+
+
+def make_peers(provider: str, notes: list[str]) -> list[Peer]:
+    peers = []
+    specs = {
+        "openai": [("openllmetry", "opentelemetry.instrumentation.openai", "OpenAIInstrumentor"),
+                   ("otel openai-v2", "opentelemetry.instrumentation.openai_v2", "OpenAIInstrumentor")],
+        "anthropic": [("openllmetry", "opentelemetry.instrumentation.anthropic", "AnthropicInstrumentor")],
+    }[provider]
+    import importlib
+
+    for label, module, cls in specs:
+        try:
+            peers.append(Peer(label, getattr(importlib.import_module(module), cls)()))
+        except Exception as exc:
+            notes.append(f"{provider} peer {label} not available: {type(exc).__name__}: {exc}")
+    return peers
+
+
+# --- one scenario -----------------------------------------------------------------------
+
+def scenario(provider: str, stream: bool, port: int, notes: list[str]) -> dict[str, Any]:
+    import llm_exporter
+    from prometheus_client import CollectorRegistry
+
+    from llm_exporter.config import configure
+
+    reg = CollectorRegistry()
+    configure(registry=reg)
+    if provider == "openai":
+        from openai import OpenAI
+
+        def new() -> Any:
+            return OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="bench", max_retries=0)
+
+        call = openai_call
+    else:
+        from anthropic import Anthropic
+
+        def new() -> Any:
+            return Anthropic(base_url=f"http://127.0.0.1:{port}", api_key="bench", max_retries=0)
+
+        call = anthropic_call
+    plain_client = new()
+    cases: dict[str, Callable[[int], None]] = {"plain": call(plain_client, stream)}
+    try:
+        cases["ours"] = call(llm_exporter.instrument(new()), stream)
+    except Exception as exc:
+        notes.append(f"ours not measured ({provider}): {type(exc).__name__}: {exc}")
+        traceback.print_exc()
+    peers = {p.label: p for p in make_peers(provider, notes)}
+    for label in peers:
+        cases[label] = call(plain_client, stream)  # the peer patches the SDK classes around its block
+
+    def setup(name: str) -> None:
+        if name in peers:
+            peers[name].on()
+
+    def teardown(name: str) -> None:
+        if name in peers:
+            peers[name].off()
+
+    ops = H.scaled(25, 5)
+    rounds = H.scaled(21, 3)
+    comp = H.interleaved(cases, ops=ops, rounds=rounds, unit="us/call", scale=1e6, cpu=True,
+                         setup=setup, teardown=teardown)
+    recorded = {label: p.recorded() for label, p in peers.items()}
+    for label, p in peers.items():
+        if p.leftover:
+            notes.append(f"{provider} {label}: its uninstrument() left {p.leftover} SDK methods wrapped; "
+                         "the benchmark unwrapped them after each of its blocks")
+    ours_requests = sum(s.value for fam in reg.collect() if fam.name == "llm_requests"
+                        for s in fam.samples if s.name == "llm_requests_total")
+    recorded["ours"] = {"llm_requests_total": ours_requests}
+    for label, names in recorded.items():
+        if not names or not any(names.values()):
+            notes.append(f"{provider} {'stream' if stream else 'non-stream'}: {label} recorded nothing")
+    return {"provider": provider, "stream": stream, "ops_per_block": ops, "rounds": rounds,
+            "comparison": comp.to_json(), "recorded": recorded, "_comp": comp}
+
+
+def summarise(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Report tables and target rows from the scenarios."""
+    rows_cpu, rows_wall, targets = [], [], []
+    for res in results:
+        comp: H.Comparison = res.pop("_comp")
+        title = f"{res['provider']} {'stream' if res['stream'] else 'non-stream'}"
+        for clock, c, rows in (("cpu", comp.cpu, rows_cpu), ("wall", comp, rows_wall)):
+            assert c is not None
+            plain = c.median("plain")
+            row = [title, f"{plain:.0f}"]
+            added = {}
+            for v in ("ours", "openllmetry", "otel openai-v2"):
+                if v not in c.series:
+                    row.append("n/a")
+                    continue
+                d = c.diff(v, "plain")[0]
+                added[v] = d
+                row.append(f"+{d:.0f} ({d / plain * 100:.1f}%)")
+            peers = [added[p] for p in ("openllmetry", "otel openai-v2") if p in added]
+            if "ours" in added and peers:
+                best = min(peers)
+                row.append(f"{added['ours'] / best:.2f}" if best > 0 else "n/a")
+            else:
+                row.append("n/a")
+            rows.append(row)
+            if clock == "cpu" and "ours" in added:
+                pct = added["ours"] / plain * 100
+                targets.append({"target": f"instrument, {title}: our added CPU <= 3% of the plain SDK call's",
+                                "measured": f"+{added['ours']:.0f} us of {plain:.0f} us = {pct:.1f}%",
+                                "met": pct <= 3.0})
+                if peers and min(peers) > 0:
+                    ratio = added["ours"] / min(peers)
+                    targets.append({"target": f"instrument, {title}: our added CPU <= 1/3 of the cheapest peer's",
+                                    "measured": f"{ratio:.2f} of the cheapest peer's added time",
+                                    "met": ratio <= 1 / 3})
+    head = ["call", "plain us/call", "ours added", "openllmetry added", "otel openai-v2 added",
+            "ours / cheapest peer"]
+    tables = [{"title": "Client process CPU time per call, us (the target's measure)", "head": head,
+               "rows": rows_cpu},
+              {"title": "Wall time per call, us (includes the server round trip on loopback)", "head": head,
+               "rows": rows_wall}]
+    return tables, targets
+
+
+def main() -> None:
+    notes: list[str] = []
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "")
+    proc, port = start_server()
+    results = []
+    try:
+        for provider in ("openai", "anthropic"):
+            for stream in (False, True):
+                try:
+                    results.append(scenario(provider, stream, port, notes))
+                except Exception as exc:
+                    notes.append(f"{provider} stream={stream} failed: {type(exc).__name__}: {exc}")
+                    traceback.print_exc()
+        sse: dict[str, Any] = {}
+        try:
+            from benchmarks.prototype_sse import measure
+
+            sse = measure(port, reps=H.scaled(300, 30), rounds=H.scaled(7, 2))
+        except Exception as exc:
+            notes.append(f"SSE observer prototype not measured: {type(exc).__name__}: {exc}")
+            traceback.print_exc()
+    finally:
+        stop_server(proc)
+    tables, targets = summarise(results)
+    if sse:
+        tables.append({
+            "title": "Stream observation alone, us per stream (captured SSE bytes, stub call; "
+                     "`benchmarks/prototype_sse.py`)",
+            "head": ["stream", "chunks", "exporter Observer", "prototype FastObserver", "ratio (side by side)",
+                     "same calls on the Call"],
+            "rows": [[op, r["chunks"], f"{r['current_us']:.0f}", f"{r['fast_us']:.0f}", f"{r['ratio'][0]:.2f}",
+                      "yes" if r["same_calls"] else "NO"] for op, r in sse.items()]})
+    H.emit({"section": "instrument", "scenarios": results, "tables": tables, "targets": targets, "sse": sse,
+            "notes": list(dict.fromkeys(notes)),
+            "method": "Same client calls against the local protocol server (own process, loopback, no delays), "
+                      "interleaved blocks per variant; added = median over rounds of (variant - plain) in the "
+                      "same round. Peers: SDK MeterProvider + InMemoryMetricReader, default (no-op) tracer; "
+                      "instrumented around their own blocks only. Percentages are of the plain call."})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Prototype (benchmark only): skip hot-path SSE blocks on raw bytes, before decoding.
+
+The instrumentation observes a stream's bytes (``instrumentation._observe``):
+every chunk is appended to a buffer, every event block is decoded to str, split
+into lines and handed to an interpreter, which then ignores almost all of them
+(content deltas after the first token). For a 40-word answer that is ~45 blocks
+of Python work per call, the bulk of our added time on streams.
+
+``FastObserver`` makes the same decisions on the raw bytes: once the first
+token and the model are seen (and no refusal text is being collected), a block
+whose event name or payload marks it as a plain content delta is skipped with a
+``bytes.startswith``/``find`` and never decoded; every other block goes to the
+exporter's own interpreter unchanged, so the calls made on the ``Call`` are the
+same (checked below on real captured streams).
+
+``measure()`` captures real SSE bytes from the local protocol server (as httpx
+delivers them to the SDK) and times both observers on them with a stub call.
+Not used by the exporter.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable, Optional
+
+
+class StubCall:
+    """Records what an observer asks of the call (cheap, so parsing cost dominates)."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, Any]] = []
+
+    def first_token(self) -> None:
+        self.log.append(("first_token", None))
+
+    def set_response_model(self, m: Any) -> None:
+        self.log.append(("model", m))
+
+    def record_usage(self, u: Any) -> None:
+        self.log.append(("usage", u))
+
+    def record_response(self, r: Any) -> None:
+        self.log.append(("response", r))
+
+    def set_finish_reason(self, r: Any) -> None:
+        self.log.append(("finish_reason", r))
+
+    def check_refusal(self, *a: Any, **k: Any) -> bool:
+        return False
+
+    def finish(self, error: Any = None) -> None:
+        self.log.append(("finish", repr(error)))
+
+    def cancel(self) -> None:
+        self.log.append(("cancel", None))
+
+
+def _skip_chat(buf: bytes, s: int, e: int, interp: Any) -> bool:
+    return (interp.model_set and buf.find(b'"finish_reason":null', s, e) >= 0
+            and buf.find(b'"error"', s, e) < 0
+            and (buf.find(b'"usage"', s, e) < 0 or buf.find(b'"usage":null', s, e) >= 0))
+
+
+def _skip_messages(buf: bytes, s: int, e: int, interp: Any) -> bool:
+    return buf.startswith(b"event: content_block_delta", s) or buf.startswith(b"event: ping", s)
+
+
+def _skip_responses(buf: bytes, s: int, e: int, interp: Any) -> bool:
+    if not buf.startswith(b"event: ", s):
+        return False
+    nl = buf.find(b"\n", s, e)
+    return nl > 0 and buf[nl - 6:nl] == b".delta"
+
+
+SKIP: dict[str, Callable[[bytes, int, int, Any], bool]] = {
+    "chat": _skip_chat, "completions": _skip_chat, "messages": _skip_messages, "responses": _skip_responses,
+}
+
+
+class FastObserver:
+    """Same contract as ``_observe.Observer`` for kind "sse" (feed / end)."""
+
+    def __init__(self, call: Any, operation: str) -> None:
+        from llm_exporter.instrumentation._events import DONE, INTERPRETERS
+
+        self.call = call
+        self.done = False
+        self._done_marker = DONE
+        self.interp = INTERPRETERS[operation](call)
+        self.skip = SKIP[operation]
+        self.buf = b""
+
+    def _finish(self, error: Any = None) -> None:
+        if not self.done:
+            self.done = True
+            self.call.finish(error=error)
+
+    def feed(self, chunk: bytes) -> None:
+        if self.done:
+            return
+        buf = self.buf + chunk if self.buf else chunk
+        if b"\r" in chunk:
+            buf = buf.replace(b"\r\n", b"\n")
+        interp, skip = self.interp, self.skip
+        start = 0
+        while True:
+            end = buf.find(b"\n\n", start)
+            if end < 0:
+                break
+            s, start = start, end + 2
+            if interp.seen_token and not interp.collecting and skip(buf, s, end, interp):
+                continue
+            event: Optional[str] = None
+            data: list[str] = []
+            for line in buf[s:end].decode("utf-8", "replace").split("\n"):
+                if line.startswith("data:"):
+                    data.append(line[6:] if line[5:6] == " " else line[5:])
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+            if not data:
+                continue
+            result = interp.feed(event, "\n".join(data))
+            if result is self._done_marker:
+                interp.end_text()
+                self._finish()
+                return
+            if isinstance(result, Exception):
+                self._finish(result)
+                return
+        self.buf = buf[start:]
+
+    def end(self) -> None:
+        self._finish("connection")
+
+
+def capture(port: int) -> dict[str, list[bytes]]:
+    """Raw SSE chunks of one streamed call per operation, as httpx yields them."""
+    import httpx
+
+    from benchmarks.bench_instrument import MESSAGES
+
+    base = f"http://127.0.0.1:{port}"
+    reqs = {
+        "chat": ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True,
+                                          "stream_options": {"include_usage": True}}),
+        "messages": ("/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 256, "messages": MESSAGES,
+                                      "stream": True}),
+        "responses": ("/v1/responses", {"model": "gpt-4o-mini", "input": "Summarise the report.", "stream": True}),
+    }
+    out = {}
+    with httpx.Client() as c:
+        for op, (path, body) in reqs.items():
+            with c.stream("POST", base + path, json=body,
+                          headers={"x-api-key": "bench", "anthropic-version": "2023-06-01"}) as r:
+                out[op] = list(r.iter_raw())
+    return out
+
+
+def measure(port: int, reps: int = 300, rounds: int = 7) -> dict[str, Any]:
+    """us per stream for the exporter's Observer vs FastObserver, and whether their calls match."""
+    from llm_exporter.instrumentation._observe import Observer
+
+    from benchmarks import harness as H
+
+    streams = capture(port)
+
+    def run_current(op: str, chunks: list[bytes]) -> StubCall:
+        call = StubCall()
+        obs = Observer(call, op, "sse")
+        for ch in chunks:
+            obs.feed(ch)
+        if not obs.done:
+            obs.end()
+        return call
+
+    def run_fast(op: str, chunks: list[bytes]) -> StubCall:
+        call = StubCall()
+        obs = FastObserver(call, op)
+        for ch in chunks:
+            obs.feed(ch)
+        if not obs.done:
+            obs.end()
+        return call
+
+    result: dict[str, Any] = {}
+    for op, chunks in streams.items():
+        same = run_current(op, chunks).log == run_fast(op, chunks).log
+        cases = {f"{op}: exporter Observer": (lambda n, op=op, ch=chunks: [run_current(op, ch) for _ in range(n)]),
+                 f"{op}: prototype FastObserver": (lambda n, op=op, ch=chunks: [run_fast(op, ch) for _ in range(n)])}
+        comp = H.interleaved(cases, ops=reps, rounds=rounds, unit="us/stream", scale=1e6)
+        names = list(cases)
+        result[op] = {"chunks": len(chunks), "same_calls": same,
+                      "current_us": comp.median(names[0]), "fast_us": comp.median(names[1]),
+                      "ratio": comp.ratio(names[1], names[0])}
+    return result
+
+
+if __name__ == "__main__":
+    from benchmarks.bench_instrument import start_server, stop_server
+
+    proc, port = start_server()
+    try:
+        t0 = time.perf_counter()
+        print(json.dumps(measure(port), indent=1), time.perf_counter() - t0)
+    finally:
+        stop_server(proc)
