@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -87,9 +88,14 @@ def _processes_mentioning(text: str) -> list[int]:
 def test_stack_runs_alerts_reach_the_capture_receiver_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     localstack.find_binary("prometheus")
     localstack.find_binary("prometheus-alertmanager")
-    if not stack._port_free(CAPTURE_PORT):
-        pytest.fail(f"port {CAPTURE_PORT} is busy (a running `llm-exporter stack`?): "
-                    "alertmanager.yml sends pages to the capture receiver there")
+    # alertmanager.yml sends pages to the capture receiver's fixed port: wait for another
+    # live test or stack to release it, as the other live tests do.
+    deadline = time.monotonic() + 120
+    while not stack._port_free(CAPTURE_PORT):
+        if time.monotonic() > deadline:
+            pytest.fail(f"port {CAPTURE_PORT} is busy (a running `llm-exporter stack`?): "
+                        "alertmanager.yml sends pages to the capture receiver there")
+        time.sleep(0.5)
     rules = render_fast_rules(tmp_path)
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
