@@ -95,12 +95,8 @@ def configure(
         try:
             new = metrics.Metrics(s, table)
         except Exception:
-            if old is not None:  # put the previous families back
-                for metric in old.families.values():
-                    try:
-                        old.registry.register(metric)
-                    except ValueError:
-                        pass
+            if old is not None:  # keep serving the previous metrics
+                old.register_again()
             raise
         metrics.install(new)
         return s.registry

@@ -1,13 +1,20 @@
-"""prometheus-client objects for the contract, and the cache of bound children.
+"""The contract's metric families in one registry, and the per-label-set bundles.
 
 ``current()`` returns the active ``Metrics`` (created on first use in
 ``prometheus_client.REGISTRY`` unless ``configure(...)`` chose otherwise).
 
 Hot path: labels are resolved through the cardinality guard once per call, then
-``Metrics.bundle(key)`` returns the cached ``Bundle`` of bound children for that
-(provider, model, feature, operation) tuple. Children for the extra label
-(finish_reason, error_type, token_type, direction) are created lazily into small
-dicts. No ``.labels(**kw)`` per update.
+``Metrics.bundle(key)`` returns the cached bundle for that (provider, model,
+feature, operation) tuple; ``bundle.apply(...)`` makes all updates of one call.
+Two storages behind that interface:
+
+* single-process (the default): ``store.StoreBundle``, flat values with one lock
+  per call, exposed by ``store.StoreCollector`` registered in the registry;
+* multi-process (``PROMETHEUS_MULTIPROC_DIR``): ``ClientBundle``, bound
+  prometheus-client children (their values live in the shared files).
+
+Families not updated per call (feedback, rate limits, label overflow, info) are
+prometheus-client objects in both modes (``Metrics.families``).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
-from . import __version__, contract, normalise
+from . import __version__, contract, normalise, store
 from .labels import LabelGuard
 from .pricing import PriceTable
 
@@ -50,8 +57,8 @@ class Settings:
     exemplars: bool = True
 
 
-class Bundle:
-    """Bound children of one (provider, model, feature, operation) label tuple."""
+class ClientBundle:
+    """Bound prometheus-client children of one label tuple (multi-process mode)."""
 
     __slots__ = ("key", "_m", "duration", "cost", "retries", "in_flight", "_ttft", "_tpot", "_refusals", "_savings",
                  "_requests", "_errors", "_tokens", "_per_request", "_unpriced", "_token_children", "_size_children")
@@ -79,6 +86,40 @@ class Bundle:
         self._size_children: tuple[Any, Any] | None = None
         if m.pricing.lookup(key[1]) is None:
             self.unpriced()  # unpriced request model: expose the 0 so increase() works
+
+    def apply(self, finish_reason: str, error_type: str | None, duration: float, ttft: float | None,
+              tpot: float | None, parts: Any, cost: float | None, savings: float | None, unpriced: bool,
+              retries: int, refused: bool, ex: dict[str, str] | None) -> None:
+        """Every update of one finished call (see ``recorder.record``)."""
+        self.requests(finish_reason).inc()
+        if error_type is not None:
+            self.errors(error_type).inc()
+        self.duration.observe(duration, ex)
+        if ttft is not None:
+            self.ttft().observe(ttft, ex)
+            if tpot is not None:
+                self.tpot().observe(tpot, ex)
+        if parts is not None:
+            inp, cr, cw, out, rs = parts
+            t_in, t_cr, t_cw, t_out, t_rs = self.token_children()
+            t_in.inc(inp)
+            t_cr.inc(cr)
+            t_cw.inc(cw)
+            t_out.inc(out)
+            t_rs.inc(rs)
+            s_in, s_out = self.size_children()
+            s_in.observe(inp + cr + cw, ex)
+            s_out.observe(out + rs, ex)
+        if savings is not None:
+            self.savings().inc(savings)
+        if unpriced:
+            self.unpriced().inc()
+        if cost:
+            self.cost.inc(cost)
+        if retries:
+            self.retries.inc(retries)
+        if refused:
+            self.refusals().inc()
 
     def _child(self, cache: dict[str, Any], family: str, value: str) -> Any:
         child = cache.get(value)
@@ -153,6 +194,9 @@ def _build(spec: contract.MetricSpec, registry: CollectorRegistry, buckets: tupl
     raise ValueError(f"unsupported metric type {spec.type!r} for {spec.name}")
 
 
+Bundle = ClientBundle | store.StoreBundle
+
+
 class Metrics:
     """One set of metric families in one registry, with its guard, prices and caches."""
 
@@ -163,15 +207,25 @@ class Metrics:
         self.multiprocess = multiprocess_mode()
         # prometheus-client does not support exemplars in multiprocess mode
         self.exemplars = settings.exemplars and not self.multiprocess
+        #: prometheus-client objects registered in ``registry`` (every family in multi-process mode)
         self.families: dict[str, Any] = {}
+        self.store: store.Store | None = None
+        self.collector: store.StoreCollector | None = None
+        if not self.multiprocess:
+            self.store = store.Store(settings.buckets)
+            self.collector = store.StoreCollector(self.store)
         try:
             for spec in contract.METRICS:
+                if self.collector is not None and spec.name in store.FAMILIES:
+                    if spec.name == store.FAMILIES[0]:  # the collector takes the first store family's place
+                        self.registry.register(self.collector)
+                    continue
                 self.families[spec.name] = _build(spec, self.registry, settings.buckets.get(spec.name))
         except Exception:
             self.unregister()
             raise
         self._lock = threading.Lock()
-        self._bundles: dict[Key, Bundle] = {}
+        self._bundles: dict[Key, Any] = {}
         self._fast: dict[Any, Bundle] = {}
         self._overflow: dict[str, Any] = {}
         self.guard = LabelGuard(settings.label_limits, on_overflow=self._count_overflow)
@@ -183,7 +237,13 @@ class Metrics:
             with self._lock:
                 b = self._bundles.get(key)
                 if b is None:
-                    b = self._bundles[key] = Bundle(self, key)
+                    if self.store is not None:
+                        b = self.store.bundle(key)
+                        if self.pricing.lookup(key[1]) is None:
+                            b.mark_unpriced()  # unpriced request model: expose the 0 so increase() works
+                    else:
+                        b = ClientBundle(self, key)
+                    self._bundles[key] = b
         return b
 
     def _count_overflow(self, label: str) -> None:
@@ -218,12 +278,23 @@ class Metrics:
             self._fast[raw] = b
         return b
 
+    def _collectors(self) -> tuple[Any, ...]:
+        return (*self.families.values(), *([self.collector] if self.collector is not None else []))
+
     def unregister(self) -> None:
         """Remove our families from the registry (used when reconfiguring)."""
-        for metric in self.families.values():
+        for metric in self._collectors():
             try:
                 self.registry.unregister(metric)
             except KeyError:
+                pass
+
+    def register_again(self) -> None:
+        """Undo ``unregister`` (a reconfiguration failed: keep serving the old metrics)."""
+        for metric in self._collectors():
+            try:
+                self.registry.register(metric)
+            except ValueError:
                 pass
 
 

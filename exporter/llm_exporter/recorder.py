@@ -51,46 +51,31 @@ def record(
     refused: bool,
     ex: dict[str, str] | None,
 ) -> None:
-    """Record one finished call into the bound children of ``b`` (labels resolved)."""
-    b.requests(finish_reason).inc()
-    if error_type is not None:
-        b.errors(error_type).inc()
-    b.duration.observe(duration, ex)
-    if ttft is not None:
-        b.ttft().observe(ttft, ex)
-        if parts is not None:
-            produced = parts[3] + parts[4]
-            if produced > 1 and duration >= ttft:
-                b.tpot().observe((duration - ttft) / (produced - 1), ex)
-    if parts is not None:
-        inp, cr, cw, out, rs = parts
-        t_in, t_cr, t_cw, t_out, t_rs = b.token_children()
-        t_in.inc(inp)
-        t_cr.inc(cr)
-        t_cw.inc(cw)
-        t_out.inc(out)
-        t_rs.inc(rs)
-        s_in, s_out = b.size_children()
-        s_in.observe(inp + cr + cw, ex)
-        s_out.observe(out + rs, ex)
-        if cost_usd is None and (inp or cr or cw or out or rs):
-            price = None
-            for model in price_models:
-                price = m.pricing.lookup(model)
-                if price is not None:
-                    break
-            if price is None:
-                b.unpriced().inc()
-            else:
-                cost_usd = price.cost(parts)
-                if parts.cache_read:
-                    b.savings().inc(price.cache_savings(parts))
-    if cost_usd:
-        b.cost.inc(cost_usd)
-    if retries:
-        b.retries.inc(retries)
-    if refused:
-        b.refusals().inc()
+    """Record one finished call into bundle ``b`` (labels resolved).
+
+    Everything that needs no lock (time per output token, price lookup) is worked
+    out here; ``b.apply`` then makes all updates at once.
+    """
+    tpot = None
+    if ttft is not None and parts is not None:
+        produced = parts[3] + parts[4]
+        if produced > 1 and duration >= ttft:
+            tpot = (duration - ttft) / (produced - 1)
+    savings = None
+    unpriced = False
+    if parts is not None and cost_usd is None and (parts[0] or parts[1] or parts[2] or parts[3] or parts[4]):
+        price = None
+        for model in price_models:
+            price = m.pricing.lookup(model)
+            if price is not None:
+                break
+        if price is None:
+            unpriced = True
+        else:
+            cost_usd = price.cost(parts)
+            if parts.cache_read:
+                savings = price.cache_savings(parts)
+    b.apply(finish_reason, error_type, duration, ttft, tpot, parts, cost_usd, savings, unpriced, retries, refused, ex)
 
 
 # --- record_call -----------------------------------------------------------------------
