@@ -63,6 +63,14 @@ class Interpreter:
         """Returns None to go on, ``DONE`` at the end, or an exception for an error event."""
         raise NotImplementedError
 
+    def skip_raw(self, block: bytes) -> bool:
+        """True if the SSE event ``block`` (raw bytes, not decoded) is one ``feed``
+        would ignore right now: the hot path, checked before decoding and parsing.
+
+        Only ever True for blocks whose ``feed`` returns None without touching the call.
+        """
+        return False
+
 
 class ChatInterpreter(Interpreter):
     """OpenAI chat completions (and legacy completions) chunks."""
@@ -107,11 +115,20 @@ class ChatInterpreter(Interpreter):
             self.call.record_usage(usage)
         return None
 
+    def skip_raw(self, block: bytes) -> bool:
+        # the same test as feed's hot path, on the raw block instead of the decoded data
+        # (rfind: these keys sit at the end of a chunk, a backward search meets them first)
+        return (self.seen_token and self.model_set and not self.collecting
+                and block.rfind(b'"finish_reason":null') >= 0
+                and (block.rfind(b'"usage":null') >= 0 or b'"usage"' not in block)
+                and b'"error"' not in block)
+
 
 class ResponsesInterpreter(Interpreter):
     """OpenAI Responses API typed events."""
 
     _FINAL = ("response.completed", "response.incomplete", "response.failed", "response.cancelled")
+    _PARSED = frozenset(name.encode() for name in _FINAL + ("response.created", "error"))
 
     def feed(self, event: Optional[str], data: str) -> Any:
         if event is not None:  # the event name repeats the type: skip parsing what we do not need
@@ -141,6 +158,18 @@ class ResponsesInterpreter(Interpreter):
         if kind == "error":
             return StreamError({"error": {k: v for k, v in ev.items() if k != "type"}})
         return None
+
+    def skip_raw(self, block: bytes) -> bool:
+        # feed decides on the event name alone for all but the events in _PARSED
+        if not block.startswith(b"event:"):
+            return False
+        nl = block.find(b"\n")
+        if nl < 0 or block.find(b"\nevent:", nl) >= 0:  # the parser keeps the last event line
+            return False
+        name = block[6:nl].strip()
+        if name.endswith(b".delta"):
+            return self.seen_token  # before the first token feed marks it
+        return name not in self._PARSED
 
 
 class MessagesInterpreter(Interpreter):
@@ -177,6 +206,12 @@ class MessagesInterpreter(Interpreter):
         elif kind == "error":
             return StreamError(ev)
         return None
+
+    def skip_raw(self, block: bytes) -> bool:
+        # feed's own early returns; a block naming a second event is left to the parser (the last wins)
+        if block.startswith(b"event: content_block_delta\n"):
+            return self.seen_token and not self.collecting and b"\nevent:" not in block
+        return block.startswith(b"event: ping\n") and b"\nevent:" not in block
 
 
 INTERPRETERS = {

@@ -7,11 +7,9 @@ successful body. Hooks do nothing unless an instrumented call is active.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from ..errors import log_failure
-from ._observe import observe
 from ._state import _active
 
 HOOK_ATTR = "_llm_exporter_hook"
@@ -30,7 +28,7 @@ def _on_response(response: Any, is_async: bool) -> None:
     state = _active.get()
     if state is not None:
         try:
-            state.on_response(response, functools.partial(observe, is_async=is_async))
+            state.on_response(response, is_async)
         except Exception:
             log_failure("instrument.hook", "response hook failed")
 

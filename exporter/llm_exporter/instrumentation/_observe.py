@@ -65,46 +65,38 @@ def flush(timeout: float = 5.0) -> bool:
 # --- SSE parsing ----------------------------------------------------------------------
 
 
-class SSEParser:
-    """Incremental server-sent-events parser: bytes in, ``(event, data)`` pairs out."""
-
-    def __init__(self) -> None:
-        self._buf = b""
-
-    def feed(self, chunk: bytes) -> list[tuple[Optional[str], str]]:
-        self._buf += chunk.replace(b"\r\n", b"\n")
-        out: list[tuple[Optional[str], str]] = []
-        while True:
-            end = self._buf.find(b"\n\n")
-            if end < 0:
-                return out
-            block, self._buf = self._buf[:end], self._buf[end + 2 :]
-            event: Optional[str] = None
-            data: list[str] = []
-            for line in block.decode("utf-8", "replace").split("\n"):
-                line = line.rstrip("\r")
-                if line.startswith("data:"):
-                    data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
-                elif line.startswith("event:"):
-                    event = line[6:].strip()
-            if data:
-                out.append((event, "\n".join(data)))
+def parse_block(block: bytes) -> tuple[Optional[str], Optional[str]]:
+    """``(event, data)`` of one SSE event block (data None if it has no data lines)."""
+    event: Optional[str] = None
+    data: list[str] = []
+    for line in block.decode("utf-8", "replace").split("\n"):
+        line = line.rstrip("\r")
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+    return event, ("\n".join(data) if data else None)
 
 
 # --- the observer ---------------------------------------------------------------------
 
 
 class Observer:
-    """Feeds a call from a body (``kind`` "sse" or "json") and finishes it once."""
+    """Feeds a call from a body (``kind`` "sse" or "json") and finishes it once.
+
+    SSE bytes are split into event blocks here; a block the interpreter would ignore
+    (``skip_raw``: content deltas once the first token is seen, pings) is skipped on
+    the raw bytes, never decoded or parsed. That is most blocks of a stream.
+    """
 
     def __init__(self, call: Any, operation: str, kind: str) -> None:
         self.call = call
         self.kind = kind
         self.done = False
         self.broken = False
-        self._parser = SSEParser() if kind == "sse" else None
         interp = INTERPRETERS.get(operation)
         self._interp = interp(call) if (interp is not None and kind == "sse") else None
+        self._buf = b""
         self._body: list[bytes] = []
         ensure_worker()
 
@@ -121,13 +113,26 @@ class Observer:
         if self.done or self.broken:
             return
         try:
-            if self._parser is None:
-                self._body.append(chunk)
-                return
-            for event, data in self._parser.feed(chunk):
-                result = self._interp.feed(event, data) if self._interp is not None else None
+            interp = self._interp
+            if interp is None:
+                if self.kind == "json":
+                    self._body.append(chunk)
+                return  # an SSE body we have no interpreter for: nothing to read
+            if b"\r" in chunk:
+                chunk = chunk.replace(b"\r\n", b"\n")
+            if self._buf:
+                chunk = self._buf + chunk
+            blocks = chunk.split(b"\n\n")  # the last part is an incomplete block (usually b"")
+            self._buf = blocks.pop()
+            for block in blocks:
+                if interp.skip_raw(block):
+                    continue
+                event, data = parse_block(block)
+                if data is None:
+                    continue
+                result = interp.feed(event, data)
                 if result is DONE:
-                    self._interp.end_text()
+                    interp.end_text()
                     self._finish()
                     return
                 if isinstance(result, Exception):
@@ -199,9 +204,10 @@ def _make_sync(base: type) -> type:
 
         def __iter__(self) -> Iterator[bytes]:
             observer = self._observer
+            feed = observer.feed
             try:
                 for chunk in self._inner:
-                    observer.feed(chunk)
+                    feed(chunk)
                     yield chunk
             except GeneratorExit:
                 raise  # the reader stopped early; close() or the finalizer records it
@@ -227,9 +233,10 @@ def _make_async(base: type) -> type:
 
         async def __aiter__(self) -> Any:
             observer = self._observer
+            feed = observer.feed
             try:
                 async for chunk in self._inner:
-                    observer.feed(chunk)
+                    feed(chunk)
                     yield chunk
             except GeneratorExit:
                 raise

@@ -11,6 +11,8 @@ import contextvars
 from typing import Any, Optional
 
 from ..errors import log_failure
+from . import _ratelimit
+from ._observe import observe
 
 _active: contextvars.ContextVar[Optional["CallState"]] = contextvars.ContextVar(
     "llm_exporter_instrumented_call", default=None
@@ -18,19 +20,6 @@ _active: contextvars.ContextVar[Optional["CallState"]] = contextvars.ContextVar(
 
 #: Header the SDKs add to ``with_raw_response`` / ``with_streaming_response`` requests.
 RAW_RESPONSE_HEADER = "x-stainless-raw-response"
-
-#: header prefix -> (resource, kind) per provider
-_OPENAI_RL = {
-    "x-ratelimit-limit-requests": ("requests", "limit"),
-    "x-ratelimit-remaining-requests": ("requests", "remaining"),
-    "x-ratelimit-limit-tokens": ("tokens", "limit"),
-    "x-ratelimit-remaining-tokens": ("tokens", "remaining"),
-}
-_ANTHROPIC_RL = {
-    f"anthropic-ratelimit-{name}-{kind}": (name.replace("-", "_"), kind)
-    for name in ("requests", "tokens", "input-tokens", "output-tokens")
-    for kind in ("limit", "remaining")
-}
 
 
 class CallState:
@@ -57,44 +46,24 @@ class CallState:
             except Exception:
                 log_failure("instrument.retries", "counting a retry failed")
 
-    def on_response(self, response: Any, make_observer: Any) -> None:
-        """Headers of every attempt; for the successful one, hook the body if needed.
-
-        ``make_observer(state, response, kind)`` wraps the response body (kind "sse" or "json").
-        """
+    def on_response(self, response: Any, is_async: Optional[bool] = None) -> None:
+        """Headers of every attempt; for the successful one, hook the body if needed."""
         try:
-            record_ratelimit_headers(self.provider, self.model, response.headers)
+            limits, ctype = _ratelimit.scan(self.provider, response.headers)
+            if limits:
+                _ratelimit.record(self.provider, self.model, limits)
         except Exception:
             log_failure("instrument.ratelimit", "reading rate-limit headers failed")
+            ctype = str(response.headers.get("content-type", ""))
         status = getattr(response, "status_code", 0)
         if not (isinstance(status, int) and 200 <= status < 300):
             return
-        ctype = str(response.headers.get("content-type", ""))
         if "text/event-stream" in ctype:
-            self.observer = make_observer(self, response, "sse")
+            self.observer = observe(self, response, "sse", is_async=is_async)
             return
         if RAW_RESPONSE_HEADER in response.request.headers:
             # the caller gets the raw response instead of a parsed object: read usage from the body
             try:
                 self.raw_body = response.content  # already read (plain with_raw_response)
             except Exception:
-                self.observer = make_observer(self, response, "json")  # read later by the caller
-
-
-def record_ratelimit_headers(provider: str, model: str, headers: Any) -> None:
-    table = _ANTHROPIC_RL if provider == "anthropic" else _OPENAI_RL
-    found: dict[str, dict[str, float]] = {}
-    for name, (resource, kind) in table.items():
-        raw = headers.get(name)
-        if raw is None:
-            continue
-        try:
-            found.setdefault(resource, {})[kind] = float(raw)
-        except ValueError:
-            continue
-    if not found:
-        return
-    from ..recorder import record_ratelimit
-
-    for resource, values in found.items():
-        record_ratelimit(provider, model, resource, remaining=values.get("remaining"), limit=values.get("limit"))
+                self.observer = observe(self, response, "json", is_async=is_async)  # read later by the caller

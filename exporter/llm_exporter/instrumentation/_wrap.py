@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .. import contract
+from ..context import current_feature
 from ..errors import log_failure
+from ..tracking import start_call
 from ._state import CallState, _active
 
 WRAPPED_ATTR = "__llm_exporter_wrapped__"
@@ -27,8 +29,6 @@ def _feature(default: Optional[str]) -> Optional[str]:
     """The client's default feature, unless a ``feature(...)`` block is active (it wins)."""
     if default is None:
         return None
-    from ..context import current_feature
-
     return default if current_feature(None) == contract.DEFAULT_FEATURE else None
 
 
@@ -36,8 +36,6 @@ def begin(provider: str, spec: MethodSpec, kwargs: dict[str, Any], feature: Opti
     if _active.get() is not None:
         return None  # an instrumented method calling another: the outer one records
     try:
-        from ..tracking import start_call
-
         model = kwargs.get("model")
         model = model if isinstance(model, str) and model else "unknown"
         stream = spec.manager or kwargs.get("stream") is True
@@ -66,9 +64,10 @@ def complete(state: CallState, result: Any) -> None:
     try:
         if state.observer is not None:
             return  # streams and unread raw bodies finish when their body ends or is closed
-        if state.raw_body is not None:
+        raw = _is_raw(result)
+        if state.raw_body is not None and (raw or state.stream):
             call.record_response(json.loads(state.raw_body))
-        elif state.stream or _is_raw(result):
+        elif state.stream or raw:
             pass  # no body seen (should not happen with the HTTP hooks in place): record what is known
         elif state.operation == "embeddings":
             usage = getattr(result, "usage", None)
@@ -79,6 +78,8 @@ def complete(state: CallState, result: Any) -> None:
             if isinstance(model, str):
                 call.set_response_model(model)
         else:
+            # the SDK's parsed result; also when the SDK itself asked for a raw response (anthropic's
+            # middleware chain does for plain calls): no second parse of the body
             call.record_response(result)
     except Exception:
         log_failure("instrument.complete", "reading an API result failed")

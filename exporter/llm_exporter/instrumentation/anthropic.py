@@ -8,12 +8,10 @@ event hooks.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Optional
 
 from ..errors import log_failure
 from ._hooks import install_event_hooks
-from ._observe import observe
 from ._state import _active
 from ._wrap import MethodSpec, install_methods
 
@@ -35,7 +33,7 @@ def _attempt(request: Any, response: Any, is_async: bool) -> None:
     try:
         http_response = getattr(response, "http_response", None)
         if http_response is not None:
-            state.on_response(http_response, functools.partial(observe, is_async=is_async))
+            state.on_response(http_response, is_async)
     except Exception:
         log_failure("instrument.middleware", "middleware failed reading a response")
 
