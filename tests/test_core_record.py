@@ -189,6 +189,23 @@ def test_record_ratelimit_sets_gauges_and_ignores_garbage(reg):
     assert v(reg, "llm_ratelimit_remaining", **lab, resource="bananas") is None
 
 
+def test_record_ratelimit_updates_cached_children_and_counts_every_overflow():
+    reg = fresh_registry(label_limits={"model": 1})
+    record_ratelimit("openai", "gpt-4o", "requests", remaining=499, limit=500)
+    record_ratelimit("openai", "gpt-4o", "requests", remaining=498)  # same series, new value
+    lab = dict(provider="openai", model="gpt-4o", resource="requests")
+    assert v(reg, "llm_ratelimit_remaining", **lab) == 498
+    assert v(reg, "llm_ratelimit_limit", **lab) == 500
+    for remaining in (10, 9):  # past the model budget: folded, and counted each time
+        record_ratelimit("openai", "gpt-4o-mini", "requests", remaining=remaining)
+    folded = dict(lab, model=contract.OVERFLOW_VALUE)
+    assert v(reg, "llm_ratelimit_remaining", **folded) == 9
+    assert v(reg, "llm_label_overflow_total", label="model") == 2
+    reg2 = fresh_registry()  # a new configuration starts with no cached children
+    record_ratelimit("openai", "gpt-4o", "requests", remaining=7)
+    assert v(reg2, "llm_ratelimit_remaining", **lab) == 7
+
+
 def test_record_feedback(reg):
     for rating in (1, 2, 3, 4, 5, True, False, "positive"):
         record_feedback("search", "gpt-4o", rating)

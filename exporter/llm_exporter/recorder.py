@@ -199,6 +199,7 @@ def record_call(
 # --- rate limits -----------------------------------------------------------------------
 
 _RESOURCES = frozenset(contract.RATELIMIT_RESOURCES)
+_RATELIMIT_CACHE_MAX = 4096
 
 
 def _gauge_value(value: Any) -> float | None:
@@ -226,12 +227,26 @@ def record_ratelimit(provider: str, model: str, resource: str, remaining: Any = 
         rem, lim = _gauge_value(remaining), _gauge_value(limit)
         if rem is None and lim is None:
             return
+        # Runs for every HTTP attempt: children are cached per (provider, model, resource).
         m = metrics.current()
-        g = m.guard.resolve
-        labels = (g("provider", normalise.provider(provider)), g("model", model), resource)
+        entries = m.ratelimit_children
+        key = (provider, model, resource)
+        entry = entries.get(key)
+        if entry is None:
+            g = m.guard.resolve
+            labels = (g("provider", normalise.provider(provider)), g("model", model), resource)
+            entry = [labels, None, None]
+            if contract.OVERFLOW_VALUE not in labels:  # folded values go through the guard (and are counted) each time
+                if len(entries) >= _RATELIMIT_CACHE_MAX:
+                    entries.clear()
+                entries[key] = entry
         if rem is not None:
-            m.families["llm_ratelimit_remaining"].labels(*labels).set(rem)
+            if entry[1] is None:
+                entry[1] = m.families["llm_ratelimit_remaining"].labels(*entry[0])
+            entry[1].set(rem)
         if lim is not None:
-            m.families["llm_ratelimit_limit"].labels(*labels).set(lim)
+            if entry[2] is None:
+                entry[2] = m.families["llm_ratelimit_limit"].labels(*entry[0])
+            entry[2].set(lim)
     except Exception:
         log_failure("record_ratelimit", "recording rate-limit headers failed")
