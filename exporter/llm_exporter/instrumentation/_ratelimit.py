@@ -7,8 +7,7 @@ children it caches per (provider, model, resource).
 
 from __future__ import annotations
 
-import math
-from typing import Any, Optional
+from typing import Any
 
 from ..recorder import record_ratelimit
 
@@ -33,11 +32,13 @@ _TABLES = {
     }),
 }
 _CONTENT_TYPE = ("content-type", b"content-type")
-_DUPLICATE = object()  # a header sent twice: its values joined would not parse as a number
 
 
 def scan(provider: str, headers: Any) -> tuple[dict[str, dict[str, float]], str]:
-    """``({resource: {kind: value}}, content type)`` from response headers in one pass."""
+    """``({resource: {kind: raw value}}, content type)`` from response headers in one pass.
+
+    Values stay as sent (str or bytes); ``record_ratelimit`` parses them and ignores
+    what is not a finite number >= 0."""
     table = _TABLES["anthropic" if provider == "anthropic" else "openai"]
     raw = getattr(headers, "raw", None)  # httpx.Headers: [(name, value)] as bytes
     items = raw if isinstance(raw, list) else headers.items()
@@ -52,30 +53,11 @@ def scan(provider: str, headers: Any) -> tuple[dict[str, dict[str, float]], str]
             continue
         resource, kind = hit
         values = found.setdefault(resource, {})
-        values[kind] = _DUPLICATE if kind in values else value
-    ctype = ", ".join(ctypes)
-    if not found:
-        return found, ctype
-    clean: dict[str, dict[str, float]] = {}
-    for resource, values in found.items():
-        for kind, value in values.items():
-            v = _number(value)
-            if v is not None:
-                clean.setdefault(resource, {})[kind] = v
-    return clean, ctype
+        values[kind] = None if kind in values else value  # sent twice: ambiguous, ignored
+    return found, ", ".join(ctypes)
 
 
-def _number(value: Any) -> Optional[float]:
-    if value is _DUPLICATE:
-        return None
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) and v >= 0 else None
-
-
-def record(provider: str, model: str, found: dict[str, dict[str, float]]) -> None:
+def record(provider: str, model: str, found: dict[str, dict[str, Any]]) -> None:
     """Set the gauges for values from ``scan`` (``record_ratelimit`` never raises)."""
     for resource, values in found.items():
         record_ratelimit(provider, model, resource, remaining=values.get("remaining"), limit=values.get("limit"))
