@@ -187,3 +187,17 @@ def test_failed_reconfigure_keeps_serving_the_previous_metrics(reg):
     record_call(provider="openai", model="gpt-4o", duration_s=1.0)
     assert reg.get_sample_value("llm_requests_total", labels) == 2
     assert b"llm_request_duration_seconds_count" in generate_latest(reg)
+
+
+def test_fast_rendering_failure_falls_back_to_prometheus_client(monkeypatch):
+    """A fault in our renderer must not break /metrics: the standard rendering is served."""
+    from llm_exporter import metrics
+
+    reg = fresh_registry()
+    record_call(**OA, duration_s=0.5, input_tokens=10, output_tokens=3)
+
+    def broken() -> str:
+        raise RuntimeError("renderer bug")
+
+    monkeypatch.setattr(metrics.current().collector, "render_text", broken)
+    assert exposition.generate_latest(reg) == prometheus_client.generate_latest(reg)

@@ -28,6 +28,7 @@ from prometheus_client import exposition as _pe
 from prometheus_client.registry import Collector
 
 from . import metrics, multiprocess
+from .errors import log_failure
 
 
 class _Current(Collector):
@@ -78,7 +79,11 @@ def generate_latest(registry: Any = None) -> bytes:
     if (c is None or _pc_metrics._use_created or not isinstance(target, CollectorRegistry)
             or c not in target._collector_to_names):
         return prometheus_client.generate_latest(target)  # multi-process, _created on, or not our registry
-    return c.render_text().encode("utf-8") + prometheus_client.generate_latest(_Rest(target, c))
+    try:
+        return c.render_text().encode("utf-8") + prometheus_client.generate_latest(_Rest(target, c))
+    except Exception:  # e.g. registry internals changed in a newer prometheus-client: the standard path
+        log_failure("exposition.fast-text", "fast /metrics rendering failed; using prometheus-client's")
+        return prometheus_client.generate_latest(target)
 
 
 def _is_text(encoder: Any) -> bool:
