@@ -74,12 +74,11 @@ def generate_latest(registry: Any = None) -> bytes:
     target = registry if registry is not None else _Current()
     if isinstance(target, _Current):
         target = target._target()
-    m = metrics.current()
-    c = m.collector
-    if (c is None or _pc_metrics._use_created or not isinstance(target, CollectorRegistry)
-            or c not in target._collector_to_names):
-        return prometheus_client.generate_latest(target)  # multi-process, _created on, or not our registry
     try:
+        c = metrics.current().collector
+        if (c is None or _pc_metrics._use_created or not isinstance(target, CollectorRegistry)
+                or c not in target._collector_to_names):
+            return prometheus_client.generate_latest(target)  # multi-process, _created on, or not our registry
         return c.render_text().encode("utf-8") + prometheus_client.generate_latest(_Rest(target, c))
     except Exception:  # e.g. registry internals changed in a newer prometheus-client: the standard path
         log_failure("exposition.fast-text", "fast /metrics rendering failed; using prometheus-client's")
