@@ -135,6 +135,15 @@ def multiprocess_registry(directory: str) -> CollectorRegistry:
     return reg
 
 
+def multiprocess_registry_reference(directory: str) -> CollectorRegistry:
+    """prometheus-client's own MultiProcessCollector over the same files."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    reg = CollectorRegistry()
+    MultiProcessCollector(reg, path=directory)
+    return reg
+
+
 def series_by_family(reg: CollectorRegistry) -> dict[str, int]:
     return {fam.name: len(fam.samples) for fam in reg.collect()}
 
@@ -250,7 +259,11 @@ def main() -> None:
             info["multiprocess_files"] = sorted(os.listdir(tmp.name))
             info["multiprocess_dir_bytes"] = sum(os.path.getsize(os.path.join(tmp.name, f))
                                                  for f in os.listdir(tmp.name))
-            scrapes[f"ours: multi-process ({WORKERS} workers)"] = lambda reg=mp_reg: generate_latest(reg)
+            import llm_exporter.exposition as _exposition  # what /metrics serves in multiprocess mode
+
+            scrapes[f"ours: multi-process ({WORKERS} workers)"] = lambda reg=mp_reg: _exposition.generate_latest(reg)
+            info["multiprocess_served_same_samples_as_prometheus_client"] = same_samples(
+                _exposition.generate_latest(mp_reg), generate_latest(multiprocess_registry_reference(tmp.name)))
         except Exception as exc:
             notes.append(f"ours multi-process not measured: {type(exc).__name__}: {exc}")
             traceback.print_exc()

@@ -9,7 +9,9 @@ prometheus-client's ``generate_latest`` of the rest of the registry (the app's
 own metrics). Without an explicit registry they serve the *currently
 configured* registry (so a later ``configure(registry=...)`` is honoured), or,
 under ``PROMETHEUS_MULTIPROC_DIR``, every worker's values aggregated from the
-multiprocess directory (standard rendering).
+multiprocess directory (``multiprocess.FastMultiProcessCollector``: the same
+samples as prometheus-client's ``MultiProcessCollector``, key parses and label
+text cached across scrapes).
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ def generate_latest(registry: Any = None) -> bytes:
     if isinstance(target, _Current):
         target = target._target()
     try:
+        fast = multiprocess.fast_collector(target)
+        if fast is not None:  # multi-process: merged worker files, rendered with cached label text
+            return fast.render_text().encode("utf-8") + prometheus_client.generate_latest(_Rest(target, fast))
         c = metrics.current().collector
         if (c is None or _pc_metrics._use_created or not isinstance(target, CollectorRegistry)
                 or c not in target._collector_to_names):
