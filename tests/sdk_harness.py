@@ -9,15 +9,31 @@ import inspect
 from types import SimpleNamespace
 from typing import Any, AsyncIterator, Awaitable, Callable
 
+import pytest
 from anthropic import Anthropic, AsyncAnthropic
 from openai import AsyncOpenAI, OpenAI
 
 import llm_exporter
 from llm_exporter import contract
 from llm_exporter.fakeprovider import FakeProvider
+from llm_exporter.testing import fresh_registry
 
 MODES = ["sync", "async"]
 MSGS = [{"role": "user", "content": "hello there"}]
+
+@pytest.fixture(scope="module")
+def server():
+    """One local fake provider per test module."""
+    with FakeProvider() as s:
+        yield s
+
+
+@pytest.fixture
+def registry(server):
+    """A fresh registry, and the fake provider's queue and request log emptied."""
+    server.reset()
+    return fresh_registry()
+
 
 _CLIENTS = {
     "openai": (OpenAI, AsyncOpenAI, "openai_base_url"),

@@ -11,25 +11,13 @@ import pytest
 from anthropic import Anthropic
 
 import llm_exporter
-from llm_exporter.fakeprovider import FakeProvider, Reply, ToolCall, anthropic_ratelimit_headers
+from llm_exporter.fakeprovider import Reply, ToolCall, anthropic_ratelimit_headers
 from llm_exporter.instrumentation import flush
 from llm_exporter.testing import fresh_registry
 from sdk_harness import MODES, MSGS, helpers
 
 MODEL = "claude-sonnet-4-6"
 KW = dict(model=MODEL, max_tokens=256, messages=MSGS)
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeProvider() as s:
-        yield s
-
-
-@pytest.fixture
-def registry(server):
-    server.reset()
-    return fresh_registry()
 
 
 _h = helpers("anthropic", "messages")

@@ -13,22 +13,10 @@ import pytest
 from openai import OpenAI
 
 import llm_exporter
-from llm_exporter.fakeprovider import FakeProvider, Reply, ToolCall, openai_ratelimit_headers
+from llm_exporter.fakeprovider import Reply, ToolCall, openai_ratelimit_headers
 from llm_exporter.instrumentation import flush
 from llm_exporter.testing import fresh_registry
 from sdk_harness import MODES, MSGS, helpers
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeProvider() as s:
-        yield s
-
-
-@pytest.fixture
-def registry(server):
-    server.reset()
-    return fresh_registry()
 
 
 _h = helpers("openai", "chat")
