@@ -51,6 +51,20 @@ def test_messages_create_cache_split_cost_and_result_untouched(mode, server, reg
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_with_raw_response_usage_read_from_the_body(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="Bonjour.", **USAGE))
+        raw = await c(c.client.messages.with_raw_response.create, **KW)
+        msg = await c(raw.parse)
+        assert msg.usage.cache_read_input_tokens == 5
+
+    run(mode, server, body)
+    assert_one(registry, MODEL, "stop")
+    assert tokens(registry, MODEL) == SPLIT
+    assert registry.get_sample_value("llm_cost_usd_total", L(MODEL)) == pytest.approx(COST)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_messages_create_stream_true(mode, server, registry):
     async def body(c: Ctx) -> None:
         server.enqueue(Reply(text="one two three", reasoning_text="hmm let me see", finish_reason="max_tokens",
@@ -189,6 +203,7 @@ def test_overloaded_error_event_inside_stream(mode, server, registry):
             await c.drain(stream)
 
     run(mode, server, body)
+    flush()  # an error event read together with earlier events is recorded on the worker thread
     assert_one(registry, MODEL, "error", error="overloaded")
 
 
@@ -203,19 +218,50 @@ def test_timeout(mode, server, registry):
     assert_one(registry, MODEL, "error", error="timeout")
 
 
-def test_instrument_is_idempotent_uses_middleware_once(server, registry):
-    from llm_exporter.instrumentation.anthropic import middleware_class
+def _our_hooks(client) -> list:
+    from llm_exporter.instrumentation._hooks import HOOK_ATTR
 
+    hooks = client._client.event_hooks
+    return [h for h in hooks["request"] + hooks["response"] if getattr(h, HOOK_ATTR, False)]
+
+
+def test_instrument_is_idempotent_hooks_installed_once(server, registry):
     client = Anthropic(base_url=server.anthropic_base_url, api_key="test")
     assert llm_exporter.instrument(client) is client
     assert llm_exporter.instrument(client) is client
     derived = client.with_options(timeout=5)
-    assert sum(isinstance(m, middleware_class()) for m in client.middleware) == 1
-    assert sum(isinstance(m, middleware_class()) for m in derived.middleware) == 1
+    assert len(_our_hooks(client)) == 2 and len(_our_hooks(derived)) == 2  # one request, one response hook
+    assert client.middleware == () and derived.middleware == ()  # the SDK's fast path stays on
     client.messages.create(**KW)
     derived.messages.create(**KW)
     lab = L(MODEL)
     assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="stop")) == 2
+    assert in_flight(registry, MODEL) == 0
+    client.close()
+
+
+def test_middleware_fallback_records_the_same(server, registry):
+    """The hook point used when the HTTP client has no event hooks: anthropic's public middleware."""
+    from llm_exporter.instrumentation import anthropic as ours
+    from llm_exporter.instrumentation._wrap import install_methods
+
+    client = Anthropic(base_url=server.anthropic_base_url, api_key="test")
+    assert ours._install_middleware(client)
+    assert install_methods(client, ours.PROVIDER, ours.METHODS, None, False) == 3
+    assert sum(isinstance(m, ours.middleware_class()) for m in client.middleware) == 1
+    server.enqueue(Reply(status=529, retry_after=0.01, headers=anthropic_ratelimit_headers(requests=(50, 7))),
+                   Reply(**USAGE), Reply(text="one two", finish_reason="max_tokens", chunk_delay_s=0.001, **USAGE))
+    client.messages.create(**KW)
+    for _ in client.messages.create(stream=True, **KW):
+        pass
+    lab = L(MODEL)
+    assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="stop")) == 1
+    assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="length")) == 1
+    assert registry.get_sample_value("llm_retries_total", lab) == 1
+    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", lab) == 1
+    assert tokens(registry, MODEL) == {k: 2 * v for k, v in SPLIT.items()}
+    assert registry.get_sample_value("llm_ratelimit_remaining", dict(provider="anthropic", model=MODEL,
+                                                                     resource="requests")) == 7
     assert in_flight(registry, MODEL) == 0
     client.close()
 

@@ -142,6 +142,52 @@ def test_parse_helper_and_raw_response(mode, server, registry):
     assert in_flight(registry, "gpt-4o-mini") == 0
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_with_streaming_response_plain_and_stream(mode, server, registry):
+    """The body is read by the caller after the method returns: usage still comes from it."""
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(**USAGE), Reply(text="a b c", chunk_delay_s=0.001, **USAGE))
+        async with c.enter(c.client.chat.completions.with_streaming_response.create(
+                model="gpt-4o-mini", messages=MSGS)) as response:
+            completion = await c(response.parse)
+            assert completion.usage.total_tokens == 30
+        async with c.enter(c.client.chat.completions.with_streaming_response.create(
+                model="gpt-4o-mini", messages=MSGS, stream=True,
+                stream_options={"include_usage": True})) as response:
+            lines = [line async for line in response.iter_lines()] if mode == "async" else list(response.iter_lines())
+            assert any(line.startswith("data: [DONE]") for line in lines)
+
+    run(mode, server, body)
+    lab = L("gpt-4o-mini")
+    assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="stop")) == 2
+    assert tokens(registry, "gpt-4o-mini") == {k: 2 * v for k, v in SPLIT.items()}
+    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", lab) == 1
+    assert in_flight(registry, "gpt-4o-mini") == 0
+
+
+LONG = " ".join(f"w{i}" for i in range(150))  # past the stream head, which is read chunk by chunk
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("operation", ["chat", "responses"])
+def test_error_event_late_in_a_stream(mode, operation, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text=LONG, stream_error_type="server_error"))
+        if operation == "chat":
+            stream = await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS, stream=True)
+        else:
+            stream = await c(c.client.responses.create, model="gpt-4o-mini", input="hi", stream=True)
+        try:
+            await c.drain(stream)
+        except openai.APIError:
+            pass  # chat: the SDK raises on the error event; responses: it yields it as an event
+
+    run(mode, server, body)
+    flush()  # an error event read together with earlier events is recorded on the worker thread
+    assert_one(registry, "gpt-4o-mini", "error", operation=operation, error="server_error")
+    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", L("gpt-4o-mini", operation)) == 1
+
+
 # --- responses and embeddings --------------------------------------------------------------
 
 

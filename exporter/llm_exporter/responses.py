@@ -12,25 +12,78 @@ from typing import Any, NamedTuple
 from .normalise import soft_count
 
 
+#: type -> True for pydantic v2 models (the SDKs' response types), False otherwise
+_model_types: dict[type, bool] = {}
+
+
+def _is_model(tp: type) -> bool:
+    try:
+        return _model_types[tp]
+    except KeyError:
+        pass
+    try:
+        model = any("__pydantic_extra__" in getattr(base, "__slots__", ()) for base in tp.__mro__)
+    except Exception:
+        model = False
+    if len(_model_types) < 4096:  # types are few; still, no cache grows without end
+        _model_types[tp] = model
+    return model
+
+
+class _Attrs:
+    """Mapping-like view of a plain object's attributes (the slow, general case)."""
+
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return getattr(self._obj, name, default)
+        except Exception:
+            return default
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            return hasattr(self._obj, name)
+        except Exception:
+            return False
+
+
+_EMPTY: dict[str, Any] = {}
+
+
+def fields(obj: Any) -> Any:
+    """A read-only mapping view of a response-like object: ``.get(name)`` and ``name in``.
+
+    Dicts are their own view. A pydantic model (every SDK response type) is viewed through
+    its instance dicts: fields live in ``__dict__``, unknown JSON keys in ``__pydantic_extra__``.
+    Reading them there costs a dict lookup, where ``getattr`` on a missing optional field goes
+    through the model's ``__getattr__`` and raises (~2 us), and most reads here probe
+    optional fields. Anything else gets attribute access. None gives an empty view.
+    """
+    if obj is None:
+        return _EMPTY
+    if isinstance(obj, (dict, _Attrs)):
+        return obj
+    try:
+        if _is_model(type(obj)):
+            extra = obj.__pydantic_extra__
+            return {**obj.__dict__, **extra} if extra else obj.__dict__
+    except Exception:
+        pass
+    return _Attrs(obj)
+
+
 def get(obj: Any, name: str) -> Any:
     """``obj[name]`` for dicts, ``obj.name`` otherwise; None when absent or failing."""
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(name)
-    try:
-        return getattr(obj, name, None)
-    except Exception:
-        return None
+    return fields(obj).get(name)
 
 
-def _has(obj: Any, name: str) -> bool:
-    if isinstance(obj, dict):
-        return name in obj
-    try:
-        return hasattr(obj, name)
-    except Exception:
-        return False
+def has(obj: Any, name: str) -> bool:
+    """Whether ``obj`` has ``name`` (a dict key or attribute, possibly None)."""
+    return name in fields(obj)
 
 
 class Usage(NamedTuple):
@@ -50,38 +103,39 @@ def read_usage(usage: Any) -> Usage | None:
     """Token counts from a usage object or dict; None if it is not one."""
     if usage is None:
         return None
-    if _has(usage, "prompt_tokens") or _has(usage, "completion_tokens"):  # OpenAI chat/completions
-        prompt = get(usage, "prompt_tokens_details")
-        completion = get(usage, "completion_tokens_details")
+    u = fields(usage)
+    if "prompt_tokens" in u or "completion_tokens" in u:  # OpenAI chat/completions
+        prompt = fields(u.get("prompt_tokens_details"))
         return Usage(
-            soft_count(get(usage, "prompt_tokens")),
-            soft_count(get(usage, "completion_tokens")),
-            soft_count(get(prompt, "cached_tokens")),
-            soft_count(get(prompt, "cache_write_tokens")),
-            soft_count(get(completion, "reasoning_tokens")),
+            soft_count(u.get("prompt_tokens")),
+            soft_count(u.get("completion_tokens")),
+            soft_count(prompt.get("cached_tokens")),
+            soft_count(prompt.get("cache_write_tokens")),
+            soft_count(fields(u.get("completion_tokens_details")).get("reasoning_tokens")),
             False,
         )
-    if _has(usage, "cache_read_input_tokens") or _has(usage, "cache_creation_input_tokens"):  # Anthropic
+    if "cache_read_input_tokens" in u or "cache_creation_input_tokens" in u:  # Anthropic
         return Usage(
-            soft_count(get(usage, "input_tokens")),
-            soft_count(get(usage, "output_tokens")),
-            soft_count(get(usage, "cache_read_input_tokens")),
-            soft_count(get(usage, "cache_creation_input_tokens")),
-            soft_count(get(get(usage, "output_tokens_details"), "thinking_tokens")),
+            soft_count(u.get("input_tokens")),
+            soft_count(u.get("output_tokens")),
+            soft_count(u.get("cache_read_input_tokens")),
+            soft_count(u.get("cache_creation_input_tokens")),
+            soft_count(fields(u.get("output_tokens_details")).get("thinking_tokens")),
             True,
         )
-    if _has(usage, "input_tokens") or _has(usage, "output_tokens"):
-        in_details = get(usage, "input_tokens_details")
-        out_details = get(usage, "output_tokens_details")
-        responses_shape = in_details is not None or get(out_details, "reasoning_tokens") is not None
-        reasoning = get(out_details, "reasoning_tokens")
+    if "input_tokens" in u or "output_tokens" in u:
+        in_details = u.get("input_tokens_details")
+        out_details = fields(u.get("output_tokens_details"))
+        reasoning = out_details.get("reasoning_tokens")
+        responses_shape = in_details is not None or reasoning is not None
         if reasoning is None:
-            reasoning = get(out_details, "thinking_tokens")
+            reasoning = out_details.get("thinking_tokens")
+        in_details = fields(in_details)
         return Usage(
-            soft_count(get(usage, "input_tokens")),
-            soft_count(get(usage, "output_tokens")),
-            soft_count(get(in_details, "cached_tokens")),
-            soft_count(get(in_details, "cache_write_tokens")),
+            soft_count(u.get("input_tokens")),
+            soft_count(u.get("output_tokens")),
+            soft_count(in_details.get("cached_tokens")),
+            soft_count(in_details.get("cache_write_tokens")),
             soft_count(reasoning),
             False if responses_shape else None,
         )
@@ -89,31 +143,32 @@ def read_usage(usage: Any) -> Usage | None:
 
 
 def model_of(response: Any) -> str | None:
-    model = get(response, "model")
+    model = fields(response).get("model")
     return model if isinstance(model, str) and model else None
 
 
 def finish_reason_of(response: Any) -> str | None:
     """The raw finish/stop reason of a response (normalise it with ``normalise.finish_reason``)."""
-    choices = get(response, "choices")
+    r = fields(response)
+    choices = r.get("choices")
     if choices:
         try:
             for choice in choices:
-                reason = get(choice, "finish_reason")
+                reason = fields(choice).get("finish_reason")
                 if isinstance(reason, str):
                     return reason
         except TypeError:
             pass
         return None
-    stop = get(response, "stop_reason")  # Anthropic
+    stop = r.get("stop_reason")  # Anthropic
     if isinstance(stop, str):
         return stop
-    status = get(response, "status")  # OpenAI Responses
+    status = r.get("status")  # OpenAI Responses
     if isinstance(status, str):
         if status == "completed":
-            return "tool_calls" if _has_tool_call(response) else "stop"
+            return "tool_calls" if _has_tool_call(r) else "stop"
         if status == "incomplete":
-            reason = get(get(response, "incomplete_details"), "reason")
+            reason = fields(r.get("incomplete_details")).get("reason")
             return reason if isinstance(reason, str) else "length"
         if status in ("failed", "cancelled"):
             return "error" if status == "failed" else "cancelled"
@@ -126,8 +181,8 @@ def _items(value: Any) -> list[Any]:
     return []
 
 
-def _has_tool_call(response: Any) -> bool:
-    for item in _items(get(response, "output")):
+def _has_tool_call(r: Any) -> bool:
+    for item in _items(r.get("output")):
         kind = get(item, "type")
         if isinstance(kind, str) and kind.endswith("_call") and kind in (
             "function_call", "custom_tool_call", "mcp_call", "computer_call", "local_shell_call", "shell_call",

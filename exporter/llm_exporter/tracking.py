@@ -73,13 +73,14 @@ class Call:
     def record_response(self, response: Any) -> None:
         """Read usage, response model and finish reason from a provider response (duck-typed)."""
         try:
-            usage = responses.get(response, "usage")
+            r = responses.fields(response)
+            usage = r.get("usage")
             if usage is not None:
                 self.record_usage(usage)
-            model = responses.model_of(response)
-            if model is not None:
+            model = r.get("model")
+            if isinstance(model, str) and model:
                 self._response_model = model
-            reason = responses.finish_reason_of(response)
+            reason = responses.finish_reason_of(r)
             if reason is not None:
                 self._finish_reason = normalise.finish_reason(reason)
             if self._m is not None and self._m.settings.refusal_detector is not None:

@@ -71,6 +71,38 @@ class Interpreter:
         """
         return False
 
+    #: Read at once even after ``settled``: a chunk ending with ``END``, the end where the SDK
+    #: stops reading instead of reading the body to its end (OpenAI's ``[DONE]``), and a chunk
+    #: starting with ``ERROR_START``, an error event (the SDK raises on it). Either way the SDK
+    #: closes the response next; reading the chunk first records the call before that, in the
+    #: caller's thread. (An error event inside a chunk is read when the response is closed,
+    #: on the worker thread.) The body's end needs no marker: the observer sees it.
+    END: bytes = b""
+    ERROR_START: bytes = b"event: error\n"
+
+    def settled(self) -> bool:
+        """True once nothing but the stream's last events can change what is recorded: the
+        first token is seen and no text is being collected. The events in between need not
+        be read as they pass; the observer reads them in batches."""
+        return self.seen_token and not self.collecting
+
+    #: Once ``settled``, a stream's middle is made of blocks of this kind (content deltas), and
+    #: what the blocks among them can still record (usage, finish reason) is set again by the
+    #: blocks at the end, where the last value wins; errors and the end come last. A batch is
+    #: therefore read from its last block holding this marker on (see ``quiet_prefix``).
+    QUIET: bytes = b""
+
+    def quiet_prefix(self, data: bytes) -> int:
+        """Once ``settled``: an offset in ``data`` (raw SSE bytes, LF line ends, starting at a
+        block) where reading may start without changing what is recorded: the start of the last
+        block holding ``QUIET``. One backward search instead of a look at each block; 0 if none.
+        """
+        last = data.rfind(self.QUIET) if self.QUIET else -1
+        if last < 0:
+            return 0
+        start = data.rfind(b"\n\n", 0, last)
+        return start + 2 if start >= 0 else 0
+
 
 class ChatInterpreter(Interpreter):
     """OpenAI chat completions (and legacy completions) chunks."""
@@ -115,13 +147,22 @@ class ChatInterpreter(Interpreter):
             self.call.record_usage(usage)
         return None
 
+    END = b"data: [DONE]\n\n"
+    ERROR_START = b'data: {"error"'
+
+    # compact JSON, as the API sends it (spaced JSON is read block by block)
+    QUIET = b'"finish_reason":null'
+
+    def settled(self) -> bool:
+        return self.seen_token and self.model_set and not self.collecting
+
     def skip_raw(self, block: bytes) -> bool:
         # the same test as feed's hot path, on the raw block instead of the decoded data
         # (rfind: these keys sit at the end of a chunk, a backward search meets them first)
         return (self.seen_token and self.model_set and not self.collecting
                 and block.rfind(b'"finish_reason":null') >= 0
-                and (block.rfind(b'"usage":null') >= 0 or b'"usage"' not in block)
-                and b'"error"' not in block)
+                and (block.rfind(b'"usage":null') >= 0 or block.find(b'"usage"') < 0)
+                and block.find(b'"error"') < 0)
 
 
 class ResponsesInterpreter(Interpreter):
@@ -159,6 +200,8 @@ class ResponsesInterpreter(Interpreter):
             return StreamError({"error": {k: v for k, v in ev.items() if k != "type"}})
         return None
 
+    QUIET = b".delta\n"
+
     def skip_raw(self, block: bytes) -> bool:
         # feed decides on the event name alone for all but the events in _PARSED
         if not block.startswith(b"event:"):
@@ -175,11 +218,17 @@ class ResponsesInterpreter(Interpreter):
 class MessagesInterpreter(Interpreter):
     """Anthropic Messages stream events."""
 
+    #: events that never change what is recorded (the deltas inside a block do)
+    _IGNORED = frozenset(("ping", "content_block_start", "content_block_stop"))
+    _IGNORED_RAW = tuple(f"event: {name}\n".encode() for name in sorted(_IGNORED))
+
     def feed(self, event: Optional[str], data: str) -> Any:
-        if event == "ping":
+        if event in self._IGNORED:
             return None
         if event == "content_block_delta" and self.seen_token and not self.collecting:
             return None  # the hot path: no need to parse once the first token is seen
+        if event == "message_stop":
+            return DONE
         ev = json.loads(data)
         if not isinstance(ev, dict):
             return None
@@ -207,11 +256,13 @@ class MessagesInterpreter(Interpreter):
             return StreamError(ev)
         return None
 
+    QUIET = b"event: content_block_delta\n"
+
     def skip_raw(self, block: bytes) -> bool:
         # feed's own early returns; a block naming a second event is left to the parser (the last wins)
         if block.startswith(b"event: content_block_delta\n"):
-            return self.seen_token and not self.collecting and b"\nevent:" not in block
-        return block.startswith(b"event: ping\n") and b"\nevent:" not in block
+            return self.seen_token and not self.collecting and block.find(b"\nevent:") < 0
+        return block.startswith(self._IGNORED_RAW) and block.find(b"\nevent:") < 0
 
 
 INTERPRETERS = {

@@ -81,12 +81,24 @@ def parse_block(block: bytes) -> tuple[Optional[str], Optional[str]]:
 # --- the observer ---------------------------------------------------------------------
 
 
+#: Chunks kept before a batch is read (bounds the memory held for a stream).
+TAIL_CHUNKS = 64
+
+
 class Observer:
     """Feeds a call from a body (``kind`` "sse" or "json") and finishes it once.
 
     SSE bytes are split into event blocks here; a block the interpreter would ignore
     (``skip_raw``: content deltas once the first token is seen, pings) is skipped on
-    the raw bytes, never decoded or parsed. That is most blocks of a stream.
+    the raw bytes, never decoded or parsed.
+
+    Two phases keep the per-chunk cost low. At the head of a stream every chunk is read
+    as it passes (the first token's time is taken there). Once the interpreter is
+    ``settled``, chunks are only collected in ``tail`` and read in batches: when
+    ``TAIL_CHUNKS`` are waiting, when a chunk ends with the interpreter's ``END`` (OpenAI's
+    ``[DONE]``, after which the SDK stops reading), at the body's end, on a read error,
+    and, on the worker thread, when the response is closed before its end (the SDK raised
+    on an error event, or the caller stopped early).
     """
 
     def __init__(self, call: Any, operation: str, kind: str) -> None:
@@ -94,10 +106,15 @@ class Observer:
         self.kind = kind
         self.done = False
         self.broken = False
+        self.handed_off = False
         interp = INTERPRETERS.get(operation)
         self._interp = interp(call) if (interp is not None and kind == "sse") else None
+        # compared with a chunk's last / first bytes only: a slice compare costs the same for any chunk
+        self.end_bytes = self._interp.END if self._interp is not None else b""
+        self.error_start = self._interp.ERROR_START if self._interp is not None else b""
         self._buf = b""
         self._body: list[bytes] = []
+        self.tail: list[bytes] = []
         ensure_worker()
 
     def _finish(self, error: Any = None) -> None:
@@ -109,19 +126,21 @@ class Observer:
         except Exception:
             log_failure("instrument.finish", "finishing a stream call failed")
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes) -> bool:
+        """Read one chunk; True once the head phase is over (the interpreter is settled)."""
         if self.done or self.broken:
-            return
+            return True
         try:
             interp = self._interp
             if interp is None:
                 if self.kind == "json":
                     self._body.append(chunk)
-                return  # an SSE body we have no interpreter for: nothing to read
-            if b"\r" in chunk:
-                chunk = chunk.replace(b"\r\n", b"\n")
+                    return False
+                return True  # an SSE body we have no interpreter for: nothing to read
             if self._buf:
                 chunk = self._buf + chunk
+            if chunk.find(b"\r") >= 0:  # after joining: a CRLF may be split between two chunks
+                chunk = chunk.replace(b"\r\n", b"\n")
             blocks = chunk.split(b"\n\n")  # the last part is an incomplete block (usually b"")
             self._buf = blocks.pop()
             for block in blocks:
@@ -134,16 +153,42 @@ class Observer:
                 if result is DONE:
                     interp.end_text()
                     self._finish()
-                    return
+                    return True
                 if isinstance(result, Exception):
                     self._finish(result)
-                    return
+                    return True
+            return interp.settled()
         except Exception:
             self.broken = True  # stop reading; the call still finishes at the end
             log_failure("instrument.observe", "reading a streamed response failed")
+            return True
+
+    def drain(self) -> None:
+        """Read the collected tail chunks as one batch."""
+        tail = self.tail
+        if not tail:
+            return
+        data = b"".join(tail)
+        tail.clear()
+        if self.done or self.broken:
+            return
+        try:
+            if self._buf:
+                data, self._buf = self._buf + data, b""
+            interp = self._interp
+            if interp is not None and data.find(b"\r") < 0:
+                cut = interp.quiet_prefix(data)
+                if cut:
+                    data = data[cut:]
+        except Exception:
+            self.broken = True
+            log_failure("instrument.observe", "reading a streamed response failed")
+            return
+        self.feed(data)
 
     def end(self) -> None:
         """The body was read to its end."""
+        self.drain()
         if self.done:
             return
         if self.kind == "json":
@@ -160,18 +205,28 @@ class Observer:
             self._finish("connection")  # ended without the terminal event: truncated
 
     def fail(self, exc: BaseException) -> None:
+        self.drain()  # what arrived before the failure counts (it may even hold the end)
         self._finish(exc)
 
     def abandon(self) -> None:
         """Closed or dropped before the end: cancelled (recorded by the worker thread).
 
-        If reading the stream failed on our side we cannot tell an early close from the
-        SDK closing after the last event, so the call is recorded as finished normally.
+        The worker first reads the tail chunks not read yet: they may hold the stream's end or
+        an error event, and then the call finishes as that. If reading the stream failed on our
+        side we cannot tell an early close from the SDK closing after the last event, so the
+        call is recorded as finished normally.
         """
-        if self.done:
+        if self.done or self.handed_off:
             return
-        self.done = True
-        _pending.put(self.call.finish if self.broken else self.call.cancel)
+        self.handed_off = True
+        _pending.put(self._settle)
+
+    def _settle(self) -> None:
+        # on the worker thread
+        self.drain()
+        if not self.done:
+            self.done = True
+            (self.call.finish if self.broken else self.call.cancel)()
 
     def __del__(self) -> None:
         try:
@@ -205,9 +260,23 @@ def _make_sync(base: type) -> type:
         def __iter__(self) -> Iterator[bytes]:
             observer = self._observer
             feed = observer.feed
+            chunks = iter(self._inner)
             try:
-                for chunk in self._inner:
-                    feed(chunk)
+                for chunk in chunks:  # head: read each chunk before the SDK sees it
+                    settled = feed(chunk)
+                    yield chunk
+                    if settled:
+                        break
+                tail = observer.tail
+                append = tail.append
+                end = observer.end_bytes or None  # None: no marker, never equal to a slice
+                n = -len(end) if end else -1
+                err = observer.error_start or None
+                k = len(err) if err else 1
+                for chunk in chunks:  # tail: collect, read in batches (see Observer)
+                    append(chunk)
+                    if len(tail) >= TAIL_CHUNKS or chunk[n:] == end or chunk[:k] == err:
+                        observer.drain()
                     yield chunk
             except GeneratorExit:
                 raise  # the reader stopped early; close() or the finalizer records it
@@ -234,9 +303,23 @@ def _make_async(base: type) -> type:
         async def __aiter__(self) -> Any:
             observer = self._observer
             feed = observer.feed
+            chunks = self._inner.__aiter__()
             try:
-                async for chunk in self._inner:
-                    feed(chunk)
+                async for chunk in chunks:  # head (see the sync stream)
+                    settled = feed(chunk)
+                    yield chunk
+                    if settled:
+                        break
+                tail = observer.tail
+                append = tail.append
+                end = observer.end_bytes or None
+                n = -len(end) if end else -1
+                err = observer.error_start or None
+                k = len(err) if err else 1
+                async for chunk in chunks:  # tail
+                    append(chunk)
+                    if len(tail) >= TAIL_CHUNKS or chunk[n:] == end or chunk[:k] == err:
+                        observer.drain()
                     yield chunk
             except GeneratorExit:
                 raise

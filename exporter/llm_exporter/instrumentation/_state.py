@@ -22,17 +22,31 @@ _active: contextvars.ContextVar[Optional["CallState"]] = contextvars.ContextVar(
 RAW_RESPONSE_HEADER = "x-stainless-raw-response"
 
 
+def asks_raw(kwargs: dict[str, Any]) -> bool:
+    """Whether a method call asks for the raw response (the SDKs' ``with_raw_response`` and
+    ``with_streaming_response`` wrappers add the header through ``extra_headers``)."""
+    extra = kwargs.get("extra_headers")
+    if not extra:
+        return False
+    try:
+        return any(isinstance(name, str) and name.lower() == RAW_RESPONSE_HEADER for name in extra)
+    except Exception:
+        return False
+
+
 class CallState:
     """One instrumented API call: its ``Call`` plus what the HTTP hooks learn."""
 
-    __slots__ = ("call", "provider", "model", "operation", "stream", "attempts", "observer", "raw_body")
+    __slots__ = ("call", "provider", "model", "operation", "stream", "raw", "attempts", "observer", "raw_body")
 
-    def __init__(self, call: Any, provider: str, model: str, operation: str, stream: bool) -> None:
+    def __init__(self, call: Any, provider: str, model: str, operation: str, stream: bool,
+                 raw: bool = False) -> None:
         self.call = call
         self.provider = provider
         self.model = model
         self.operation = operation
         self.stream = stream
+        self.raw = raw  # the caller gets the raw response, not a parsed object
         self.attempts = 0
         self.observer: Any = None  # body observer that will finish the call (streams, raw responses)
         self.raw_body: Optional[bytes] = None  # body of a raw response already read by the SDK
@@ -61,7 +75,7 @@ class CallState:
         if "text/event-stream" in ctype:
             self.observer = observe(self, response, "sse", is_async=is_async)
             return
-        if RAW_RESPONSE_HEADER in response.request.headers:
+        if self.raw:
             # the caller gets the raw response instead of a parsed object: read usage from the body
             try:
                 self.raw_body = response.content  # already read (plain with_raw_response)

@@ -8,11 +8,11 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from .. import contract
+from .. import contract, responses
 from ..context import current_feature
 from ..errors import log_failure
 from ..tracking import start_call
-from ._state import CallState, _active
+from ._state import CallState, _active, asks_raw
 
 WRAPPED_ATTR = "__llm_exporter_wrapped__"
 
@@ -41,7 +41,7 @@ def begin(provider: str, spec: MethodSpec, kwargs: dict[str, Any], feature: Opti
         stream = spec.manager or kwargs.get("stream") is True
         call = start_call(provider=provider, model=model, feature=_feature(feature),
                           operation=spec.operation, stream=stream)
-        return CallState(call, provider, model, spec.operation, stream)
+        return CallState(call, provider, model, spec.operation, stream, asks_raw(kwargs))
     except Exception:
         log_failure("instrument.begin", "starting an instrumented call failed")
         return None
@@ -55,7 +55,7 @@ def fail(state: CallState, exc: BaseException) -> None:
 
 
 def _is_raw(result: Any) -> bool:
-    return hasattr(result, "http_response") and hasattr(result, "parse")
+    return responses.has(result, "http_response") and responses.has(result, "parse")
 
 
 def complete(state: CallState, result: Any) -> None:

@@ -1,9 +1,12 @@
-"""Anthropic / AsyncAnthropic: wrapped resource methods + the SDK's client middleware.
+"""Anthropic / AsyncAnthropic: wrapped resource methods + per-attempt HTTP hooks.
 
-anthropic >= 2.x runs client middleware once per HTTP attempt inside its retry
-loop; ours counts attempts, reads rate-limit headers and hooks the successful
-body. Older SDKs without middleware get the same through their HTTP client's
-event hooks.
+Per-attempt observation (retries, rate-limit headers, the response body) goes
+through the event hooks of the SDK's HTTP client, as for OpenAI. anthropic's
+client middleware would do the same job, but a client with any middleware takes
+a slower path through the SDK for every call (each attempt's options copied,
+every plain call upgraded to a raw response and parsed from it): ~35 us per call,
+more than all our own work on a non-streamed call. The middleware is kept as the
+fallback for an HTTP client without event hooks.
 """
 
 from __future__ import annotations
@@ -90,12 +93,11 @@ def _install_middleware(client: Any) -> bool:
 
 
 def instrument_anthropic(client: Any, feature: Optional[str], is_async: bool) -> bool:
-    try:
-        attached = _install_middleware(client)
-    except Exception:
-        log_failure("instrument.middleware", "installing the anthropic middleware failed")
-        attached = False
+    attached = install_event_hooks(client, is_async)
     if not attached:
-        attached = install_event_hooks(client, is_async)
+        try:
+            attached = _install_middleware(client)
+        except Exception:
+            log_failure("instrument.middleware", "installing the anthropic middleware failed")
     install_methods(client, PROVIDER, METHODS, feature, is_async)
     return attached

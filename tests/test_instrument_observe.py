@@ -1,0 +1,285 @@
+"""The stream observer records exactly what a plain, block-by-block reading records.
+
+The observer reads the head of a stream chunk by chunk and the rest in batches, skipping
+blocks on their raw bytes (``skip_raw``, ``quiet_prefix``). Those shortcuts must never
+change what is recorded: here streams from the fake provider's wire encoders, cut into
+chunks in many ways and consumed the ways the SDKs consume them, go through the real
+byte-stream wrapper, and the state left on the ``Call`` (what ``finish`` records) is
+compared with a reference that parses every block.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+from typing import Any, Iterator, Optional
+
+import httpx
+import pytest
+
+from llm_exporter.fakeprovider import Reply, ToolCall
+from llm_exporter.fakeprovider import anthropic_wire, openai_wire
+from llm_exporter.fakeprovider.reply import RequestInfo, resolve
+from llm_exporter.instrumentation import flush
+from llm_exporter.instrumentation._events import DONE, INTERPRETERS
+from llm_exporter.instrumentation._observe import TAIL_CHUNKS, Observer, _stream_class, parse_block
+from llm_exporter.responses import read_usage
+from llm_exporter.testing import fresh_registry
+
+
+class StubCall:
+    """The state a ``Call`` keeps, with the same merge rules (thread-safe: the worker may finish it)."""
+
+    def __init__(self) -> None:
+        self.first_tokens = 0
+        self.model: Optional[str] = None
+        self.usage: dict[str, Any] = {}
+        self.finish_reason: Optional[str] = None
+        self.refusal_checks: list[tuple[Optional[str], bool]] = []
+        self.ends: list[tuple[str, Any]] = []  # finish / cancel calls
+        self._lock = threading.Lock()
+
+    def first_token(self) -> None:
+        self.first_tokens += 1  # the Call keeps the first; the observer should call it once
+
+    def set_response_model(self, model: Any) -> None:
+        self.model = model
+
+    def record_usage(self, usage: Any) -> None:
+        u = read_usage(usage)
+        if u is not None:  # fields the object does not report keep their values, as in Call
+            self.usage.update({k: v for k, v in u._asdict().items() if v is not None})
+
+    def record_response(self, response: Any) -> None:
+        self.record_usage(response.get("usage"))
+        self.finish_reason = ("response", response.get("status"))
+
+    def set_finish_reason(self, reason: Any) -> None:
+        self.finish_reason = reason
+
+    def check_refusal(self, text: Optional[str], explicit: bool = False) -> bool:
+        self.refusal_checks.append((text, explicit))
+        return False
+
+    def finish(self, error: Any = None) -> None:
+        with self._lock:
+            self.ends.append(("finish", error if error is None or isinstance(error, str) else type(error).__name__))
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.ends.append(("cancel", None))
+
+    def state(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+
+def reference(operation: str, body: bytes) -> dict[str, Any]:
+    """Every block parsed and fed in order: what the observer must be equivalent to."""
+    call = StubCall()
+    interp = INTERPRETERS[operation](call)
+    for block in body.replace(b"\r\n", b"\n").split(b"\n\n")[:-1]:
+        event, data = parse_block(block)
+        if data is None:
+            continue
+        result = interp.feed(event, data)
+        if result is DONE:
+            interp.end_text()
+            call.finish()
+            return call.state()
+        if isinstance(result, Exception):
+            call.finish(result)
+            return call.state()
+    call.finish("connection")
+    return call.state()
+
+
+class Chunks(httpx.SyncByteStream):
+    """A response body that yields the given chunks."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.chunks
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def observed(operation: str, chunks: list[bytes], stop_after: Optional[bytes] = None,
+             close_after: Optional[int] = None) -> dict[str, Any]:
+    """The real wrapper over ``chunks``, read as an SDK reads them.
+
+    ``stop_after``: stop reading after the chunk that completes this event and close the response
+    (OpenAI's SDK at ``[DONE]``); ``close_after``: the caller closes after that many chunks.
+    """
+    call = StubCall()
+    observer = Observer(call, operation, "sse")
+    stream = _stream_class(httpx.Response(200), False)(Chunks(chunks), observer)
+    seen = b""
+    for i, chunk in enumerate(stream, 1):
+        seen = (seen + chunk)[-64:]
+        if stop_after is not None and seen.replace(b"\r\n", b"\n").endswith(stop_after + b"\n\n"):
+            break
+        if close_after is not None and i >= close_after:
+            break
+    stream.close()
+    flush()
+    return call.state()
+
+
+# --- streams -------------------------------------------------------------------------
+
+def _request(operation: str, model: str) -> RequestInfo:
+    provider = "anthropic" if operation == "messages" else "openai"
+    path = {"chat": "/v1/chat/completions", "responses": "/v1/responses", "messages": "/v1/messages"}[operation]
+    body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "Summarise the report."}]}
+    return RequestInfo(method="POST", path=path, headers={}, body=body, provider=provider, operation=operation,
+                       model=model, stream=True, include_usage=True, index=0, retry_count=0)
+
+
+_ENCODERS = {"chat": openai_wire.chat_stream, "responses": openai_wire.responses_stream,
+             "messages": anthropic_wire.messages_stream}
+LONG = " ".join(f"word{i}" for i in range(3 * TAIL_CHUNKS + 7))  # more chunks than a batch holds
+
+REPLIES = {
+    "short": Reply(text="Hello there, friend.", prompt_tokens=30, cached_tokens=10),
+    "long": Reply(text=LONG, prompt_tokens=1200, cached_tokens=200),
+    "length": Reply(text=LONG, finish_reason="length", prompt_tokens=10),
+    "tools": Reply(text="Checking.", tool_calls=[ToolCall("lookup", '{"city": "Paris", "days": 3}')]),
+    "reasoning": Reply(text="Done thinking. " * 20, reasoning_text="let me see " * 10, reasoning_tokens=25),
+    "error": Reply(text=LONG, stream_error_type="server_error"),
+}
+
+
+def wire(operation: str, reply: Reply) -> bytes:
+    req = _request(operation, "claude-haiku-4-5" if operation == "messages" else "gpt-4o-mini")
+    return b"".join(event for event, _ in _ENCODERS[operation](resolve(reply, req), req))
+
+
+def chat_two_choices() -> bytes:
+    """n=2: choice 0 stops mid-stream while choice 1 goes on (no encoder makes this)."""
+    def chunk(choices: list, usage: Any = None) -> bytes:
+        return b"data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+                                       "choices": choices, "usage": usage}, separators=(",", ":")).encode() + b"\n\n"
+
+    def delta(i: int, text: Optional[str], finish: Optional[str] = None) -> dict:
+        return {"index": i, "delta": {} if text is None else {"content": text}, "finish_reason": finish}
+
+    out = [chunk([delta(0, ""), delta(1, "")])]
+    out += [chunk([delta(i % 2, f"w{i} ")]) for i in range(20)]
+    out.append(chunk([delta(0, None, "length")]))
+    out += [chunk([delta(1, f"v{i} ")]) for i in range(2 * TAIL_CHUNKS)]
+    out.append(chunk([delta(1, None, "stop")]))
+    out.append(chunk([], {"prompt_tokens": 5, "completion_tokens": 90, "total_tokens": 95}))
+    return b"".join(out) + b"data: [DONE]\n\n"
+
+
+def continuous_usage(body: bytes, only_in_deltas: bool = False) -> bytes:
+    """Usage in every chunk, growing (OpenAI-compatible servers' continuous usage stats).
+
+    ``only_in_deltas``: no finish chunk and no usage-only chunk, so the last delta holds the last usage.
+    """
+    out = []
+    for i, block in enumerate(body.split(b"\n\n")[:-1]):
+        data = block[len(b"data: "):]
+        if data != b"[DONE]":
+            chunk = json.loads(data)
+            choices = chunk.get("choices")
+            if only_in_deltas and (not choices or choices[0].get("finish_reason")):
+                continue
+            if choices:
+                chunk["usage"] = {"prompt_tokens": 7, "completion_tokens": i, "total_tokens": 7 + i}
+            data = json.dumps(chunk, separators=(",", ":")).encode()
+        out.append(b"data: " + data)
+    return b"\n\n".join(out) + b"\n\n"
+
+
+def spaced(body: bytes) -> bytes:
+    """The same chat stream with JSON written with spaces (as some proxies do)."""
+    out = []
+    for block in body.split(b"\n\n")[:-1]:
+        data = block[len(b"data: "):]
+        out.append(b"data: " + (data if data == b"[DONE]" else json.dumps(json.loads(data)).encode()))
+    return b"\n\n".join(out) + b"\n\n"
+
+
+def chunkings(body: bytes) -> Iterator[tuple[str, list[bytes]]]:
+    yield "per event", re.findall(rb".*?(?:\r\n\r\n|\n\n)", body, re.S)
+    yield "whole body", [body]
+    yield "1 byte", [body[i:i + 1] for i in range(min(len(body), 3000))] + [body[3000:]]
+    for size in (7, 100, 4096):
+        yield f"{size} bytes", [body[i:i + size] for i in range(0, len(body), size)]
+    rng = random.Random(len(body))
+    cuts = sorted(rng.sample(range(1, len(body)), min(len(body) - 1, 60)))
+    yield "random", [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)])]
+
+
+BODIES = {f"{op}/{name}": (op, wire(op, reply)) for op in _ENCODERS for name, reply in REPLIES.items()}
+BODIES["chat/two choices"] = ("chat", chat_two_choices())
+BODIES["chat/continuous usage"] = ("chat", continuous_usage(wire("chat", REPLIES["long"])))
+BODIES["chat/usage only in deltas"] = ("chat", continuous_usage(wire("chat", REPLIES["long"]), only_in_deltas=True))
+BODIES["chat/spaced json"] = ("chat", spaced(wire("chat", REPLIES["long"])))
+BODIES["messages/crlf"] = ("messages", wire("messages", REPLIES["long"]).replace(b"\n", b"\r\n"))
+BODIES["chat/crlf"] = ("chat", wire("chat", REPLIES["long"]).replace(b"\n", b"\r\n"))
+
+
+@pytest.mark.parametrize("refusals", [False, True], ids=["plain", "refusal detection"])
+@pytest.mark.parametrize("name", sorted(BODIES))
+def test_same_state_as_reading_every_block(name, refusals):
+    fresh_registry(refusal_detector=refusals)  # detection on: the text at the start is collected too
+    operation, body = BODIES[name]
+    expected = reference(operation, body)
+    assert len(expected["ends"]) == 1 and expected["first_tokens"] == 1
+    assert expected["usage"] or expected["ends"] == [("finish", "StreamError")]
+    for how, chunks in chunkings(body):
+        assert observed(operation, chunks) == expected, how
+        if operation == "chat":  # the SDK stops reading at [DONE] and closes the response
+            assert observed(operation, chunks, stop_after=b"data: [DONE]") == expected, how
+
+
+@pytest.mark.parametrize("operation", sorted(_ENCODERS))
+def test_closed_early_is_cancelled_after_what_was_read(operation):
+    fresh_registry()
+    body = wire(operation, REPLIES["long"])
+    chunks = [b + b"\n\n" for b in body.split(b"\n\n")[:-1]]
+    for close_after in (8, TAIL_CHUNKS + 5, len(chunks) // 2):
+        state = observed(operation, chunks, close_after=close_after)
+        assert state["ends"] == [("cancel", None)]
+        assert state["first_tokens"] == 1 and state["model"]
+
+
+def test_observer_collects_at_most_one_batch():
+    fresh_registry()
+    body = wire("chat", REPLIES["long"])
+    chunks = [b + b"\n\n" for b in body.split(b"\n\n")[:-1]]
+    call = StubCall()
+    observer = Observer(call, "chat", "sse")
+    stream = iter(_stream_class(httpx.Response(200), False)(Chunks(chunks), observer))
+    most = 0
+    for _ in stream:
+        most = max(most, len(observer.tail))
+    assert most == TAIL_CHUNKS - 1 and observer.tail == []
+    assert call.ends == [("finish", None)] and call.finish_reason == "stop"
+
+
+@pytest.mark.parametrize("operation, reply, end", [
+    ("chat", "long", ("finish", None)),
+    ("chat", "error", ("finish", "StreamError")),
+    ("messages", "error", ("finish", "StreamError")),
+    ("responses", "error", ("finish", "StreamError")),
+])
+def test_last_event_in_its_own_chunk_is_recorded_before_the_sdk_closes(operation, reply, end):
+    """The SDK stops reading at OpenAI's [DONE] and raises on error events, then closes the response:
+    a closed response is recorded on the worker thread, so the observer reads such a chunk at once."""
+    fresh_registry()
+    chunks = re.findall(rb".*?\n\n", wire(operation, REPLIES[reply]), re.S)
+    assert len(chunks) > 2 * TAIL_CHUNKS
+    call = StubCall()
+    stream = iter(_stream_class(httpx.Response(200), False)(Chunks(chunks), Observer(call, operation, "sse")))
+    for _ in chunks:
+        next(stream)  # the last chunk handed over; the SDK asks for no more
+    assert call.ends == [end]
