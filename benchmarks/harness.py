@@ -155,6 +155,66 @@ def interleaved(
     return Comparison(unit, series, Comparison(unit + " (CPU)", cpu_series) if cpu else None)
 
 
+@dataclass
+class Paired:
+    """Per-pair differences ``a - b`` of single operations run back to back (process CPU time)."""
+
+    unit: str
+    diffs: list[float]
+    b_values: list[float]
+
+    def median_ci(self) -> tuple[float, float, float]:
+        """Median difference and its 95 % confidence interval (order statistics, no normality assumed)."""
+        s = sorted(self.diffs)
+        n = len(s)
+        half = 1.96 * (n ** 0.5) / 2
+        lo, hi = max(0, int(n / 2 - half)), min(n - 1, int(n / 2 + half + 1))
+        return statistics.median(s), s[lo], s[hi]
+
+    def to_json(self) -> dict[str, Any]:
+        med, lo, hi = self.median_ci()
+        return {"unit": self.unit, "median_diff": med, "ci95": [lo, hi], "pairs": len(self.diffs),
+                "q1": _quantile(self.diffs, 0.25), "q3": _quantile(self.diffs, 0.75),
+                "b_median": statistics.median(self.b_values), "diffs": self.diffs}
+
+
+def paired(a: Callable[[], Any], b: Callable[[], Any], *, pairs: int, unit: str = "us", scale: float = 1e6,
+           warmup: int = 20) -> Paired:
+    """Run ``a()`` and ``b()`` back to back ``pairs`` times (order alternating) and keep
+    each pair's CPU-time difference.
+
+    A slow phase of the machine hits both halves of a pair alike, so the median of the
+    per-pair differences resolves a few microseconds where block timings of two cases
+    drift apart by tens. The collector runs between pairs, never inside one.
+    """
+    for _ in range(warmup):
+        a()
+        b()
+    cpu = time.process_time
+    diffs: list[float] = []
+    b_values: list[float] = []
+    gc.collect()
+    gc.freeze()
+    try:
+        for i in range(pairs):
+            gc.collect(0)
+            gc.disable()
+            try:
+                if i % 2:
+                    t0 = cpu(); a(); t1 = cpu(); b(); t2 = cpu()  # noqa: E702
+                    da, db = t1 - t0, t2 - t1
+                else:
+                    t0 = cpu(); b(); t1 = cpu(); a(); t2 = cpu()  # noqa: E702
+                    db, da = t1 - t0, t2 - t1
+            finally:
+                gc.enable()
+            diffs.append((da - db) * scale)
+            b_values.append(db * scale)
+    finally:
+        gc.unfreeze()
+    return Paired(unit, diffs, b_values)
+
+
 def calibrate(fn: Callable[[int], Any], target_s: float = 0.03, start: int = 100) -> int:
     """Number of ops that makes one block of ``fn`` take about ``target_s``."""
     n = start

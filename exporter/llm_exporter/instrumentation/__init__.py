@@ -7,10 +7,10 @@ Two layers, both duck-typed so no SDK is imported here:
 * the client's resource methods (``chat.completions.create``, ``responses.create``,
   ``embeddings.create``, ``messages.create``, ``messages.stream``, ...) are wrapped to
   start and finish one ``Call`` per API call;
-* a per-HTTP-attempt hook inside the SDK's retry loop (Anthropic client middleware,
-  or the HTTP client's event hooks for OpenAI) counts retries, reads rate-limit
-  headers and observes the successful response body, so streams are measured
-  without replacing the SDK's stream objects.
+* a per-HTTP-attempt hook inside the SDK's retry loop (the HTTP client's event
+  hooks; Anthropic's client middleware as the fallback) counts retries, reads
+  rate-limit headers and observes the successful response body, so streams are
+  measured without replacing the SDK's stream objects.
 
 The caller's results, streams and exceptions are the SDK's own, unchanged.
 """

@@ -96,9 +96,11 @@ class Observer:
     as it passes (the first token's time is taken there). Once the interpreter is
     ``settled``, chunks are only collected in ``tail`` and read in batches: when
     ``TAIL_CHUNKS`` are waiting, when a chunk ends with the interpreter's ``END`` (OpenAI's
-    ``[DONE]``, after which the SDK stops reading), at the body's end, on a read error,
-    and, on the worker thread, when the response is closed before its end (the SDK raised
-    on an error event, or the caller stopped early).
+    ``[DONE]``) or starts with its ``ERROR_START`` (the SDK stops reading at both), at the
+    body's end, on a read error, and, on the worker thread, when the response is closed
+    before its end (the caller stopped early, or the SDK raised on an error event that came
+    inside a chunk). Only the batch's part from its last quiet block on is read
+    (``Interpreter.quiet_prefix``).
     """
 
     def __init__(self, call: Any, operation: str, kind: str) -> None:
