@@ -10,6 +10,7 @@ compared with a reference that parses every block.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
@@ -131,6 +132,37 @@ def observed(operation: str, chunks: list[bytes], stop_after: Optional[bytes] = 
     return call.state()
 
 
+class AsyncChunks(httpx.AsyncByteStream):
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def __aiter__(self) -> Any:
+        for chunk in self.chunks:
+            yield chunk
+
+    async def aclose(self) -> None:
+        pass
+
+
+def observed_async(operation: str, chunks: list[bytes]) -> dict[str, Any]:
+    """The async wrapper over ``chunks``, read to the end (as AsyncAnthropic / AsyncOpenAI read it)."""
+    call = StubCall()
+    observer = Observer(call, operation, "sse")
+    stream = _stream_class(httpx.Response(200), True)(AsyncChunks(chunks), observer)
+    most = 0
+
+    async def read() -> None:
+        nonlocal most
+        async for _ in stream:
+            most = max(most, len(observer.tail))
+        await stream.aclose()
+
+    asyncio.run(read())
+    flush()
+    assert most < TAIL_CHUNKS  # read in batches, never collected whole
+    return call.state()
+
+
 # --- streams -------------------------------------------------------------------------
 
 def _request(operation: str, model: str) -> RequestInfo:
@@ -237,6 +269,8 @@ def test_same_state_as_reading_every_block(name, refusals):
     assert expected["usage"] or expected["ends"] == [("finish", "StreamError")]
     for how, chunks in chunkings(body):
         assert observed(operation, chunks) == expected, how
+        if how in ("per event", "random"):
+            assert observed_async(operation, chunks) == expected, f"async, {how}"
         if operation == "chat":  # the SDK stops reading at [DONE] and closes the response
             assert observed(operation, chunks, stop_after=b"data: [DONE]") == expected, how
 

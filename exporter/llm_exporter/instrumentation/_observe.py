@@ -165,6 +165,13 @@ class Observer:
             log_failure("instrument.observe", "reading a streamed response failed")
             return True
 
+    def tail_checks(self) -> tuple[list[bytes], Optional[bytes], int, Optional[bytes], int]:
+        """``(tail, end, n, err, k)`` for the wrappers' tail loops: a chunk is read at once if
+        ``chunk[n:] == end`` or ``chunk[:k] == err`` (None, for no marker, equals no slice)."""
+        end = self.end_bytes or None
+        err = self.error_start or None
+        return self.tail, end, (-len(end) if end else -1), err, (len(err) if err else 1)
+
     def drain(self) -> None:
         """Read the collected tail chunks as one batch."""
         tail = self.tail
@@ -269,12 +276,8 @@ def _make_sync(base: type) -> type:
                     yield chunk
                     if settled:
                         break
-                tail = observer.tail
+                tail, end, n, err, k = observer.tail_checks()
                 append = tail.append
-                end = observer.end_bytes or None  # None: no marker, never equal to a slice
-                n = -len(end) if end else -1
-                err = observer.error_start or None
-                k = len(err) if err else 1
                 for chunk in chunks:  # tail: collect, read in batches (see Observer)
                     append(chunk)
                     if len(tail) >= TAIL_CHUNKS or chunk[n:] == end or chunk[:k] == err:
@@ -312,12 +315,8 @@ def _make_async(base: type) -> type:
                     yield chunk
                     if settled:
                         break
-                tail = observer.tail
+                tail, end, n, err, k = observer.tail_checks()
                 append = tail.append
-                end = observer.end_bytes or None
-                n = -len(end) if end else -1
-                err = observer.error_start or None
-                k = len(err) if err else 1
                 async for chunk in chunks:  # tail
                     append(chunk)
                     if len(tail) >= TAIL_CHUNKS or chunk[n:] == end or chunk[:k] == err:
