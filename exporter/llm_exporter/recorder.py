@@ -16,6 +16,7 @@ from .normalise import TokenParts
 # --- exemplars ---------------------------------------------------------------------
 
 try:  # optional: link histogram observations to the active OpenTelemetry trace
+    from opentelemetry import context as _otel_context
     from opentelemetry import trace as _otel_trace
 except Exception:  # pragma: no cover - exercised only without opentelemetry-api
     _otel_trace = None
@@ -26,6 +27,8 @@ def exemplar(m: Metrics) -> dict[str, str] | None:
     if _otel_trace is None or not m.exemplars:
         return None
     try:
+        if not _otel_context.get_current():
+            return None  # an empty context holds no span: skip the span lookups (every call pays them)
         ctx = _otel_trace.get_current_span().get_span_context()
         if ctx.is_valid:
             return {"trace_id": format(ctx.trace_id, "032x")}

@@ -99,6 +99,11 @@ class Usage(NamedTuple):
     additive: bool | None
 
 
+def _count(value: Any) -> int | None:
+    # the usual case inline; anything else through soft_count
+    return value if type(value) is int and value >= 0 else soft_count(value)
+
+
 def read_usage(usage: Any) -> Usage | None:
     """Token counts from a usage object or dict; None if it is not one."""
     if usage is None:
@@ -107,20 +112,20 @@ def read_usage(usage: Any) -> Usage | None:
     if "prompt_tokens" in u or "completion_tokens" in u:  # OpenAI chat/completions
         prompt = fields(u.get("prompt_tokens_details"))
         return Usage(
-            soft_count(u.get("prompt_tokens")),
-            soft_count(u.get("completion_tokens")),
-            soft_count(prompt.get("cached_tokens")),
-            soft_count(prompt.get("cache_write_tokens")),
-            soft_count(fields(u.get("completion_tokens_details")).get("reasoning_tokens")),
+            _count(u.get("prompt_tokens")),
+            _count(u.get("completion_tokens")),
+            _count(prompt.get("cached_tokens")),
+            _count(prompt.get("cache_write_tokens")),
+            _count(fields(u.get("completion_tokens_details")).get("reasoning_tokens")),
             False,
         )
     if "cache_read_input_tokens" in u or "cache_creation_input_tokens" in u:  # Anthropic
         return Usage(
-            soft_count(u.get("input_tokens")),
-            soft_count(u.get("output_tokens")),
-            soft_count(u.get("cache_read_input_tokens")),
-            soft_count(u.get("cache_creation_input_tokens")),
-            soft_count(fields(u.get("output_tokens_details")).get("thinking_tokens")),
+            _count(u.get("input_tokens")),
+            _count(u.get("output_tokens")),
+            _count(u.get("cache_read_input_tokens")),
+            _count(u.get("cache_creation_input_tokens")),
+            _count(fields(u.get("output_tokens_details")).get("thinking_tokens")),
             True,
         )
     if "input_tokens" in u or "output_tokens" in u:
@@ -132,11 +137,11 @@ def read_usage(usage: Any) -> Usage | None:
             reasoning = out_details.get("thinking_tokens")
         in_details = fields(in_details)
         return Usage(
-            soft_count(u.get("input_tokens")),
-            soft_count(u.get("output_tokens")),
-            soft_count(in_details.get("cached_tokens")),
-            soft_count(in_details.get("cache_write_tokens")),
-            soft_count(reasoning),
+            _count(u.get("input_tokens")),
+            _count(u.get("output_tokens")),
+            _count(in_details.get("cached_tokens")),
+            _count(in_details.get("cache_write_tokens")),
+            _count(reasoning),
             False if responses_shape else None,
         )
     return None

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from .. import contract, responses
+from .. import contract
 from ..context import current_feature
 from ..errors import log_failure
 from ..tracking import start_call
@@ -39,7 +39,7 @@ def begin(provider: str, spec: MethodSpec, kwargs: dict[str, Any], feature: Opti
         model = kwargs.get("model")
         model = model if isinstance(model, str) and model else "unknown"
         stream = spec.manager or kwargs.get("stream") is True
-        call = start_call(provider=provider, model=model, feature=_feature(feature),
+        call = start_call(provider=provider, model=model, feature=None if feature is None else _feature(feature),
                           operation=spec.operation, stream=stream)
         return CallState(call, provider, model, spec.operation, stream, asks_raw(kwargs))
     except Exception:
@@ -54,17 +54,13 @@ def fail(state: CallState, exc: BaseException) -> None:
         log_failure("instrument.fail", "recording a failed call failed")
 
 
-def _is_raw(result: Any) -> bool:
-    return responses.has(result, "http_response") and responses.has(result, "parse")
-
-
 def complete(state: CallState, result: Any) -> None:
     """The method returned: record the result, unless a body observer will finish the call."""
     call = state.call
     try:
         if state.observer is not None:
             return  # streams and unread raw bodies finish when their body ends or is closed
-        raw = _is_raw(result)
+        raw = state.raw  # the caller asked for the raw response (see asks_raw), not a parsed object
         if state.raw_body is not None and (raw or state.stream):
             call.record_response(json.loads(state.raw_body))
         elif state.stream or raw:
