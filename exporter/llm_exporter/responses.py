@@ -81,11 +81,6 @@ def get(obj: Any, name: str) -> Any:
     return fields(obj).get(name)
 
 
-def has(obj: Any, name: str) -> bool:
-    """Whether ``obj`` has ``name`` (a dict key or attribute, possibly None)."""
-    return name in fields(obj)
-
-
 class Usage(NamedTuple):
     """Token counts in the semantics of the object they came from (None = not reported)."""
 
@@ -145,11 +140,6 @@ def read_usage(usage: Any) -> Usage | None:
             False if responses_shape else None,
         )
     return None
-
-
-def model_of(response: Any) -> str | None:
-    model = fields(response).get("model")
-    return model if isinstance(model, str) and model else None
 
 
 def finish_reason_of(response: Any) -> str | None:
