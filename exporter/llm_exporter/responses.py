@@ -95,7 +95,7 @@ class Usage(NamedTuple):
 
 
 def _count(value: Any) -> int | None:
-    # the usual case inline; anything else through soft_count
+    # a plain non-negative int (the usual case) without soft_count's checks
     return value if type(value) is int and value >= 0 else soft_count(value)
 
 
