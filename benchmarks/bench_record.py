@@ -59,19 +59,7 @@ def ours_cases(sets: list[tuple[str, str, str, str]], notes: list[str]) -> dict[
     except ImportError as exc:
         notes.append(f"ours: start_call..finish not measured: {exc}")
 
-    out = {}
-    for name, fn in paths.items():
-        for s in sets:  # steady state: every label set seen once
-            fn(*s)
-        it = W.cycle(sets)
-
-        def run(n: int, fn: Callable[..., None] = fn, nxt: Callable[[], Any] = it.__next__) -> None:
-            for _ in range(n):
-                p, m, f, o = nxt()
-                fn(p, m, f, o)
-
-        out[name] = run
-    return out
+    return {name: W.rotating(fn, sets) for name, fn in paths.items()}
 
 
 def main() -> None:

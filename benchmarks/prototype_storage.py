@@ -99,18 +99,7 @@ class Store:
 
 
 def record_case(store: Store, sets: list[tuple[str, str, str, str]]) -> Any:
-    for s in sets:
-        store.record(*s)
-    it = W.cycle(sets)
-
-    def run(n: int) -> None:
-        nxt = it.__next__
-        rec = store.record
-        for _ in range(n):
-            p, m, f, o = nxt()
-            rec(p, m, f, o)
-
-    return run
+    return W.rotating(store.record, sets)
 
 
 # --- rendering (text format 0.0.4), prefixes cached per label set ----------------------------

@@ -62,6 +62,24 @@ def cycle(sets: list[tuple[str, str, str, str]]) -> Iterator[tuple[str, str, str
     return itertools.cycle(sets)
 
 
+def rotating(record: Callable[[str, str, str, str], Any],
+             sets: list[tuple[str, str, str, str]]) -> Callable[[int], None]:
+    """Record every label set once (steady state: series exist, caches are warm), then return
+    ``run(n)``: ``n`` calls of ``record``, rotating over the label sets."""
+    for s in sets:
+        record(*s)
+    it = cycle(sets)
+
+    def run(n: int) -> None:
+        nxt = it.__next__
+        rec = record
+        for _ in range(n):
+            p, m, f, o = nxt()
+            rec(p, m, f, o)
+
+    return run
+
+
 # --- the values of one streamed chat call -------------------------------------------
 
 DURATION_S = 1.8
@@ -186,17 +204,7 @@ def floor_cached(m: PromMetrics, sets: list[tuple[str, str, str, str]]) -> Calla
             children = cache[key] = m.bind(*key)
         apply_(children)
 
-    for s in sets:
-        record(*s)
-    it = cycle(sets)
-
-    def run(n: int) -> None:
-        nxt = it.__next__
-        for _ in range(n):
-            p, mo, f, o = nxt()
-            record(p, mo, f, o)
-
-    return run
+    return rotating(record, sets)
 
 
 def naive_labels(m: PromMetrics, sets: list[tuple[str, str, str, str]]) -> Callable[[int], None]:
@@ -218,17 +226,7 @@ def naive_labels(m: PromMetrics, sets: list[tuple[str, str, str, str]]) -> Calla
             m.savings.labels(**kw).inc(SAVINGS_USD)
         m.in_flight.labels(provider=provider, model=model, feature=feature).dec()
 
-    for s in sets:
-        record(*s)
-    it = cycle(sets)
-
-    def run(n: int) -> None:
-        nxt = it.__next__
-        for _ in range(n):
-            p, mo, f, o = nxt()
-            record(p, mo, f, o)
-
-    return run
+    return rotating(record, sets)
 
 
 # --- OpenTelemetry SDK equivalent --------------------------------------------------------
