@@ -31,11 +31,21 @@ def _no_nagle() -> None:
         handler.disable_nagle_algorithm = True
 
 
-def policy(_req: object) -> object:
-    from llm_exporter.fakeprovider import Reply
+def policy(req: object) -> object:
+    from llm_exporter.fakeprovider import Reply, anthropic_ratelimit_headers, openai_ratelimit_headers
 
+    # The rate-limit headers both APIs send with every response (every instrumentation that
+    # reads them pays for it on each call), with a remaining count that moves like a real one.
+    n = getattr(req, "index", 0)
+    if getattr(req, "provider", "") == "anthropic":
+        headers = anthropic_ratelimit_headers(requests=(4000, 3999 - n % 4000), tokens=(2_000_000, 1_998_000),
+                                              input_tokens=(1_600_000, 1_598_800),
+                                              output_tokens=(400_000, 399_700))
+    else:
+        headers = openai_ratelimit_headers(requests_limit=10_000, requests_remaining=9_999 - n % 10_000,
+                                           tokens_limit=10_000_000, tokens_remaining=9_998_000)
     # usage with a cached prefix, so the token split has work to do
-    return Reply(text=TEXT, prompt_tokens=1200, cached_tokens=200, cache_write_tokens=0)
+    return Reply(text=TEXT, prompt_tokens=1200, cached_tokens=200, cache_write_tokens=0, headers=headers)
 
 
 def main() -> None:

@@ -111,14 +111,15 @@ class Chunks(httpx.SyncByteStream):
 
 
 def observed(operation: str, chunks: list[bytes], stop_after: Optional[bytes] = None,
-             close_after: Optional[int] = None) -> dict[str, Any]:
+             close_after: Optional[int] = None, sdk_reads: bool = True) -> dict[str, Any]:
     """The real wrapper over ``chunks``, read as an SDK reads them.
 
     ``stop_after``: stop reading after the chunk that completes this event and close the response
     (OpenAI's SDK at ``[DONE]``); ``close_after``: the caller closes after that many chunks.
+    ``sdk_reads``: the SDK's stream object reads the body (False: a caller reading a raw response).
     """
     call = StubCall()
-    observer = Observer(call, operation, "sse")
+    observer = Observer(call, operation, "sse", sdk_reads=sdk_reads)
     stream = _stream_class(httpx.Response(200), False)(Chunks(chunks), observer)
     seen = b""
     for i, chunk in enumerate(stream, 1):
@@ -269,10 +270,12 @@ def test_same_state_as_reading_every_block(name, refusals):
     assert expected["usage"] or expected["ends"] == [("finish", "StreamError")]
     for how, chunks in chunkings(body):
         assert observed(operation, chunks) == expected, how
+        assert observed(operation, chunks, sdk_reads=False) == expected, f"raw response, {how}"
         if how in ("per event", "random"):
             assert observed_async(operation, chunks) == expected, f"async, {how}"
         if operation == "chat":  # the SDK stops reading at [DONE] and closes the response
             assert observed(operation, chunks, stop_after=b"data: [DONE]") == expected, how
+            assert observed(operation, chunks, stop_after=b"data: [DONE]", sdk_reads=False) == expected, how
 
 
 @pytest.mark.parametrize("operation", sorted(_ENCODERS))
@@ -281,22 +284,24 @@ def test_closed_early_is_cancelled_after_what_was_read(operation):
     body = wire(operation, REPLIES["long"])
     chunks = [b + b"\n\n" for b in body.split(b"\n\n")[:-1]]
     for close_after in (8, TAIL_CHUNKS + 5, len(chunks) // 2):
-        state = observed(operation, chunks, close_after=close_after)
-        assert state["ends"] == [("cancel", None)]
-        assert state["first_tokens"] == 1 and state["model"]
+        for sdk_reads in (True, False):
+            state = observed(operation, chunks, close_after=close_after, sdk_reads=sdk_reads)
+            assert state["ends"] == [("cancel", None)]
+            assert state["first_tokens"] == 1 and state["model"]
 
 
-def test_observer_collects_at_most_one_batch():
+@pytest.mark.parametrize("sdk_reads, most_held", [(True, TAIL_CHUNKS), (False, TAIL_CHUNKS - 1)])
+def test_observer_collects_at_most_one_batch(sdk_reads, most_held):
     fresh_registry()
     body = wire("chat", REPLIES["long"])
     chunks = [b + b"\n\n" for b in body.split(b"\n\n")[:-1]]
     call = StubCall()
-    observer = Observer(call, "chat", "sse")
+    observer = Observer(call, "chat", "sse", sdk_reads=sdk_reads)
     stream = iter(_stream_class(httpx.Response(200), False)(Chunks(chunks), observer))
     most = 0
     for _ in stream:
         most = max(most, len(observer.tail))
-    assert most == TAIL_CHUNKS - 1 and observer.tail == []
+    assert most == most_held and observer.tail == []
     assert call.ends == [("finish", None)] and call.finish_reason == "stop"
 
 
@@ -306,14 +311,21 @@ def test_observer_collects_at_most_one_batch():
     ("messages", "error", ("finish", "StreamError")),
     ("responses", "error", ("finish", "StreamError")),
 ])
-def test_last_event_in_its_own_chunk_is_recorded_before_the_sdk_closes(operation, reply, end):
-    """The SDK stops reading at OpenAI's [DONE] and raises on error events, then closes the response:
-    a closed response is recorded on the worker thread, so the observer reads such a chunk at once."""
+@pytest.mark.parametrize("sdk_reads", [True, False], ids=["sdk stream", "raw response"])
+def test_last_event_in_its_own_chunk_is_recorded_before_the_sdk_closes(operation, reply, end, sdk_reads):
+    """The SDK stops reading at OpenAI's [DONE] and raises on error events, then closes the response.
+    An early close is recorded on the worker thread; this one is read in the caller's thread: when the
+    chunk passes (raw responses) or when the SDK closes right after it."""
     fresh_registry()
     chunks = re.findall(rb".*?\n\n", wire(operation, REPLIES[reply]), re.S)
     assert len(chunks) > 2 * TAIL_CHUNKS
     call = StubCall()
-    stream = iter(_stream_class(httpx.Response(200), False)(Chunks(chunks), Observer(call, operation, "sse")))
+    wrapper = _stream_class(httpx.Response(200), False)(Chunks(chunks), Observer(call, operation, "sse",
+                                                                                 sdk_reads=sdk_reads))
+    stream = iter(wrapper)
     for _ in chunks:
         next(stream)  # the last chunk handed over; the SDK asks for no more
+    if sdk_reads:
+        assert call.ends == []
+        wrapper.close()  # what the SDK does next
     assert call.ends == [end]

@@ -228,8 +228,8 @@ class Metrics:
         self._bundles: dict[Key, Any] = {}
         self._fast: dict[Any, Bundle] = {}
         self._overflow: dict[str, Any] = {}
-        #: (provider, model, resource) -> [labels, remaining child, limit child]; see recorder.record_ratelimit
-        self.ratelimit_children: dict[tuple[str, str, str], list[Any]] = {}
+        #: (provider, model) -> recorder.RateLimits
+        self.ratelimits: dict[tuple[str, str], Any] = {}
         self.guard = LabelGuard(settings.label_limits, on_overflow=self._count_overflow)
         self.families["llm_exporter_info"].labels(__version__, pricing.version).set(1)
 

@@ -4,6 +4,7 @@ one internal path (``record``) that both ``record_call`` and ``Call.finish`` use
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -201,8 +202,9 @@ def record_call(
 
 # --- rate limits -----------------------------------------------------------------------
 
-_RESOURCES = frozenset(contract.RATELIMIT_RESOURCES)
+_RESOURCES = contract.RATELIMIT_RESOURCES
 _RATELIMIT_CACHE_MAX = 4096
+_FAMILIES = ("llm_ratelimit_remaining", "llm_ratelimit_limit")
 
 
 def _gauge_value(value: Any) -> float | None:
@@ -213,6 +215,68 @@ def _gauge_value(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) and v >= 0 else None
+
+
+class RateLimits:
+    """The latest rate-limit values of one (provider, model).
+
+    ``slots`` holds (remaining, limit) per resource in ``contract.RATELIMIT_RESOURCES`` order:
+    None (never sent), a header value of plain digits (bytes, as sent) or a float. Single-process
+    gauges read the slots when scraped (``set_function``), so a response costs one list store
+    (instrumentation._ratelimit) and header values are parsed once per scrape, not per call.
+    Multi-process gauges live in prometheus-client's files and are set on every update.
+    """
+
+    __slots__ = ("labels", "slots", "children", "lazy")
+
+    def __init__(self, labels: tuple[str, str], lazy: bool) -> None:
+        self.labels = labels
+        self.slots: list[Any] = [None] * (2 * len(_RESOURCES))
+        self.children: list[Any] = [None] * (2 * len(_RESOURCES))
+        self.lazy = lazy
+
+    def read(self, i: int) -> float:
+        # slots hold only numbers and digit strings; a scrape must never fail on one
+        try:
+            return float(self.slots[i])
+        except Exception:
+            return math.nan
+
+    def set(self, m: Metrics, i: int, value: Any, number: float) -> None:
+        """Slot ``i`` gets ``value`` (digits as sent, or ``number``, its checked value)."""
+        self.slots[i] = value
+        child = self.children[i]
+        if child is None:
+            child = m.families[_FAMILIES[i % 2]].labels(*self.labels, _RESOURCES[i // 2])
+            if self.lazy:
+                child.set_function(functools.partial(self.read, i))
+            self.children[i] = child
+        if not self.lazy:
+            child.set(number)
+
+
+def ratelimits(m: Metrics, provider: str, model: str) -> RateLimits:
+    """The ``RateLimits`` entry for raw (provider, model) label values, cached per pair."""
+    entries = m.ratelimits
+    key = (provider, model)
+    entry = entries.get(key)
+    if entry is None:
+        g = m.guard.resolve
+        entry = RateLimits((g("provider", normalise.provider(provider)), g("model", model)), not m.multiprocess)
+        if contract.OVERFLOW_VALUE not in entry.labels:  # folded values go through the guard (and are counted) each time
+            if len(entries) >= _RATELIMIT_CACHE_MAX:
+                entries.clear()
+            entries[key] = entry
+    return entry
+
+
+def set_ratelimits(m: Metrics, entry: RateLimits, values: list[Any]) -> None:
+    """Slots ``0..len(values)-1`` from raw header values (None: not sent); what is not a finite
+    number >= 0 is ignored and the slot keeps its value."""
+    for i, raw in enumerate(values):
+        number = _gauge_value(raw)
+        if number is not None:
+            entry.set(m, i, raw if type(raw) is bytes and raw.isdigit() else number, number)
 
 
 def record_ratelimit(provider: str, model: str, resource: str, remaining: Any = None, limit: Any = None) -> None:
@@ -230,26 +294,12 @@ def record_ratelimit(provider: str, model: str, resource: str, remaining: Any = 
         rem, lim = _gauge_value(remaining), _gauge_value(limit)
         if rem is None and lim is None:
             return
-        # Runs for every HTTP attempt: children are cached per (provider, model, resource).
         m = metrics.current()
-        entries = m.ratelimit_children
-        key = (provider, model, resource)
-        entry = entries.get(key)
-        if entry is None:
-            g = m.guard.resolve
-            labels = (g("provider", normalise.provider(provider)), g("model", model), resource)
-            entry = [labels, None, None]
-            if contract.OVERFLOW_VALUE not in labels:  # folded values go through the guard (and are counted) each time
-                if len(entries) >= _RATELIMIT_CACHE_MAX:
-                    entries.clear()
-                entries[key] = entry
+        entry = ratelimits(m, provider, model)
+        i = 2 * _RESOURCES.index(resource)
         if rem is not None:
-            if entry[1] is None:
-                entry[1] = m.families["llm_ratelimit_remaining"].labels(*entry[0])
-            entry[1].set(rem)
+            entry.set(m, i, rem, rem)
         if lim is not None:
-            if entry[2] is None:
-                entry[2] = m.families["llm_ratelimit_limit"].labels(*entry[0])
-            entry[2].set(lim)
+            entry.set(m, i + 1, lim, lim)
     except Exception:
         log_failure("record_ratelimit", "recording rate-limit headers failed")

@@ -18,6 +18,7 @@ import os
 import queue
 import sys
 import threading
+from itertools import filterfalse, islice
 from typing import Any, Iterator, Optional
 
 from ..errors import log_failure
@@ -103,9 +104,12 @@ class Observer:
     (``Interpreter.quiet_prefix``).
     """
 
-    def __init__(self, call: Any, operation: str, kind: str) -> None:
+    def __init__(self, call: Any, operation: str, kind: str, sdk_reads: bool = False) -> None:
         self.call = call
         self.kind = kind
+        #: the SDK's own stream object reads the body (not the caller, through a raw response): it closes
+        #: the response right after the event it stops at, in the same read (see ``closing``)
+        self.sdk_reads = sdk_reads
         self.done = False
         self.broken = False
         self.handed_off = False
@@ -217,6 +221,26 @@ class Observer:
         self.drain()  # what arrived before the failure counts (it may even hold the end)
         self._finish(exc)
 
+    def closing(self) -> None:
+        """The response is being closed.
+
+        When the SDK's stream stops reading at the stream's end (``END``) or raises on an error
+        event, it closes the response at once, in the read that passed that chunk: the tail is read
+        here, in the caller's thread, and the call is recorded before the caller gets control back.
+        Any other close is an early one: ``abandon``.
+        """
+        if self.done or self.handed_off:
+            return
+        tail = self.tail
+        if self.sdk_reads and tail:
+            last = tail[-1]
+            if (self.end_bytes and last.endswith(self.end_bytes)) or (
+                    self.error_start and last.find(self.error_start) >= 0):
+                self.drain()
+                if self.done:
+                    return
+        self.abandon()
+
     def abandon(self) -> None:
         """Closed or dropped before the end: cancelled (recorded by the worker thread).
 
@@ -276,13 +300,27 @@ def _make_sync(base: type) -> type:
                     yield chunk
                     if settled:
                         break
-                tail, end, n, err, k = observer.tail_checks()
-                append = tail.append
-                for chunk in chunks:  # tail: collect, read in batches (see Observer)
-                    append(chunk)
-                    if len(tail) >= TAIL_CHUNKS or chunk[n:] == end or chunk[:k] == err:
+                tail = observer.tail
+                if observer.sdk_reads:
+                    # tail: passed on and collected by C code (list.append returns None, so filterfalse
+                    # lets every chunk through), read in batches (see Observer); the SDK's stop at END
+                    # or at an error event is seen when it closes the response (Observer.closing)
+                    collected = filterfalse(tail.append, chunks)
+                    while True:
+                        yield from islice(collected, TAIL_CHUNKS)
+                        if len(tail) < TAIL_CHUNKS:
+                            break  # the body ended
                         observer.drain()
-                    yield chunk
+                else:
+                    # a caller reading a raw response may close it much later: read END and error
+                    # events as they pass
+                    _, end, n, err, k = observer.tail_checks()
+                    append = tail.append
+                    for chunk in chunks:
+                        append(chunk)
+                        if len(tail) >= TAIL_CHUNKS or chunk[n:] == end or chunk[:k] == err:
+                            observer.drain()
+                        yield chunk
             except GeneratorExit:
                 raise  # the reader stopped early; close() or the finalizer records it
             except BaseException as exc:
@@ -292,7 +330,7 @@ def _make_sync(base: type) -> type:
 
         def close(self) -> None:
             try:
-                self._observer.abandon()
+                self._observer.closing()
             finally:
                 self._inner.close()
 
@@ -345,6 +383,6 @@ def observe(state: Any, response: Any, kind: str, is_async: Optional[bool] = Non
         return None
     if is_async is None:
         is_async = hasattr(inner, "__aiter__") and not hasattr(inner, "__iter__")
-    observer = Observer(state.call, state.operation, kind)
+    observer = Observer(state.call, state.operation, kind, sdk_reads=not state.raw)
     response.stream = _stream_class(response, is_async)(inner, observer)
     return observer

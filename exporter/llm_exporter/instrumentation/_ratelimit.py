@@ -1,63 +1,70 @@
 """Rate-limit response headers -> ``llm_ratelimit_remaining`` / ``llm_ratelimit_limit``.
 
-Runs for every HTTP attempt, so it is kept cheap: one pass over the headers (which
-also picks up the content type); ``recorder.record_ratelimit`` sets the gauges from
-children it caches per (provider, model, resource).
+Runs for every HTTP attempt, so the usual case is kept to C-level work: one pass that maps
+the lower-case header names to their values (``header_map``), one lookup per header we
+read, and, when every value is present and plain digits, one list store into the
+(provider, model)'s ``recorder.RateLimits`` (parsed when scraped). Anything else takes
+``recorder.set_ratelimits``, which checks each value.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from operator import itemgetter
+from typing import Any, Optional
 
-from ..recorder import record_ratelimit
-
-
-def _table(pairs: dict[str, tuple[str, str]]) -> dict[Any, tuple[str, str]]:
-    # str and bytes keys: httpx gives raw bytes pairs, other header mappings str
-    return {**pairs, **{k.encode(): v for k, v in pairs.items()}}
+from .. import metrics
+from ..contract import RATELIMIT_RESOURCES
+from ..recorder import ratelimits, set_ratelimits
 
 
-#: header name (lower case) -> (resource, kind) per provider
-_TABLES = {
-    "openai": _table({
-        "x-ratelimit-limit-requests": ("requests", "limit"),
-        "x-ratelimit-remaining-requests": ("requests", "remaining"),
-        "x-ratelimit-limit-tokens": ("tokens", "limit"),
-        "x-ratelimit-remaining-tokens": ("tokens", "remaining"),
-    }),
-    "anthropic": _table({
-        f"anthropic-ratelimit-{name}-{kind}": (name.replace("-", "_"), kind)
-        for name in ("requests", "tokens", "input-tokens", "output-tokens")
-        for kind in ("limit", "remaining")
-    }),
+def _names(pattern: str, resources: tuple[str, ...]) -> tuple[bytes, ...]:
+    """Header names in ``RateLimits`` slot order: (remaining, limit) per resource."""
+    assert resources == RATELIMIT_RESOURCES[:len(resources)]  # the slots follow the contract's order
+    return tuple(pattern.format(resource=r.replace("_", "-"), kind=kind).encode()
+                 for r in resources for kind in ("remaining", "limit"))
+
+
+#: provider -> header names (lower case) in slot order
+NAMES = {
+    "openai": _names("x-ratelimit-{kind}-{resource}", ("requests", "tokens")),
+    "anthropic": _names("anthropic-ratelimit-{resource}-{kind}", RATELIMIT_RESOURCES),
 }
-_CONTENT_TYPE = ("content-type", b"content-type")
+CONTENT_TYPE = b"content-type"
+
+_NAME_VALUE = itemgetter(1, 2)  # httpx.Headers keeps (raw name, lower-case name, value) per header
+_NAME = itemgetter(1)
 
 
-def scan(provider: str, headers: Any) -> tuple[dict[str, dict[str, float]], str]:
-    """``({resource: {kind: raw value}}, content type)`` from response headers in one pass.
-
-    Values stay as sent (str or bytes); ``record_ratelimit`` parses them and ignores
-    what is not a finite number >= 0."""
-    table = _TABLES["anthropic" if provider == "anthropic" else "openai"]
-    raw = getattr(headers, "raw", None)  # httpx.Headers: [(name, value)] as bytes
-    items = raw if isinstance(raw, list) else headers.items()
-    found: dict[str, dict[str, Any]] = {}
-    ctypes: list[str] = []
-    for name, value in items:
-        name = name.lower()
-        hit = table.get(name)
-        if hit is None:
-            if name in _CONTENT_TYPE:
-                ctypes.append(value.decode("latin-1") if isinstance(value, bytes) else str(value))
-            continue
-        resource, kind = hit
-        values = found.setdefault(resource, {})
-        values[kind] = None if kind in values else value  # sent twice: ambiguous, ignored
-    return found, ", ".join(ctypes)
+def header_map(headers: Any) -> tuple[dict[bytes, Any], Optional[list[bytes]]]:
+    """``({lower-case name: value}, names)`` of response headers; ``names`` lists every name
+    (lower case) when one is sent twice, else None."""
+    entries = getattr(headers, "_list", None)
+    if type(entries) is list:
+        found = dict(map(_NAME_VALUE, entries))
+        return found, (list(map(_NAME, entries)) if len(found) < len(entries) else None)
+    raw = getattr(headers, "raw", None)  # any other httpx-like headers object: [(name, value)]
+    items = raw if isinstance(raw, list) else list(headers.items())
+    names = [(n if isinstance(n, bytes) else str(n).encode("latin-1")).lower() for n, _ in items]
+    found = dict(zip(names, (v for _, v in items)))
+    return found, (names if len(found) < len(names) else None)
 
 
-def record(provider: str, model: str, found: dict[str, dict[str, Any]]) -> None:
-    """Set the gauges for values from ``scan`` (``record_ratelimit`` never raises)."""
-    for resource, values in found.items():
-        record_ratelimit(provider, model, resource, remaining=values.get("remaining"), limit=values.get("limit"))
+def record(provider: str, model: str, found: dict[bytes, Any], names: Optional[list[bytes]]) -> None:
+    """Store the rate-limit values among ``found`` (a header sent twice is ambiguous: ignored)."""
+    wanted = NAMES["anthropic" if provider == "anthropic" else "openai"]
+    values = list(map(found.get, wanted))
+    if values.count(None) == len(values):
+        return
+    if names is not None:
+        values = [None if v is not None and names.count(n) > 1 else v for n, v in zip(wanted, values)]
+    m = metrics.current()
+    entry = ratelimits(m, provider, model)
+    try:
+        # the usual response: every value sent, as digits, and the entry's gauges exist
+        if entry.lazy and None not in values and None not in entry.children[:len(values)] \
+                and all(map(bytes.isdigit, values)):
+            entry.slots[:len(values)] = values
+            return
+    except TypeError:  # a value that is not bytes
+        pass
+    set_ratelimits(m, entry, values)

@@ -62,17 +62,19 @@ class CallState:
 
     def on_response(self, response: Any, is_async: Optional[bool] = None) -> None:
         """Headers of every attempt; for the successful one, hook the body if needed."""
+        found: Any = {}
         try:
-            limits, ctype = _ratelimit.scan(self.provider, response.headers)
-            if limits:
-                _ratelimit.record(self.provider, self.model, limits)
+            found, names = _ratelimit.header_map(response.headers)
+            _ratelimit.record(self.provider, self.model, found, names)
         except Exception:
             log_failure("instrument.ratelimit", "reading rate-limit headers failed")
-            ctype = str(response.headers.get("content-type", ""))
         status = getattr(response, "status_code", 0)
         if not (isinstance(status, int) and 200 <= status < 300):
             return
-        if "text/event-stream" in ctype:
+        ctype = found.get(_ratelimit.CONTENT_TYPE)
+        if ctype is None:
+            ctype = response.headers.get("content-type", "")
+        if (ctype.find(b"text/event-stream") if isinstance(ctype, bytes) else str(ctype).find("text/event-stream")) >= 0:
             self.observer = observe(self, response, "sse", is_async=is_async)
             return
         if self.raw:
