@@ -25,7 +25,7 @@ from llm_exporter.fakeprovider import anthropic_wire, openai_wire
 from llm_exporter.fakeprovider.reply import RequestInfo, resolve
 from llm_exporter.instrumentation import flush
 from llm_exporter.instrumentation._events import DONE, INTERPRETERS
-from llm_exporter.instrumentation._observe import TAIL_CHUNKS, Observer, _stream_class, parse_block
+from llm_exporter.instrumentation._observe import TAIL_CHUNKS, Observer, _stream_class, parse_block, parse_lines
 from llm_exporter.responses import read_usage
 from llm_exporter.testing import fresh_registry
 
@@ -329,3 +329,16 @@ def test_last_event_in_its_own_chunk_is_recorded_before_the_sdk_closes(operation
         assert call.ends == []
         wrapper.close()  # what the SDK does next
     assert call.ends == [end]
+
+
+ODD_BLOCKS = [b"data: [DONE]", b"data:x", b"data:  two spaces", b"event: ping", b"event:ping\ndata: {}",
+              b"event: a\nevent: b\ndata: 1", b"data: 1\ndata: 2", b"event: a\ndata: 1\ndata: 2",
+              b": comment\ndata: 1", b"id: 7\ndata: 1", b"event: a\r\ndata: 1\r", b"data: caf\xc3\xa9",
+              b"data: \xff", b"event: a \ndata: 1", b"", b"data:", b"event: x\ndata:"]
+
+
+@pytest.mark.parametrize("name", sorted(BODIES))
+def test_block_shortcut_reads_what_the_line_parser_reads(name):
+    """parse_block's shortcut for one-data-line blocks gives what the line-by-line parser gives."""
+    for block in BODIES[name][1].replace(b"\r\n", b"\n").split(b"\n\n")[:-1] + ODD_BLOCKS:
+        assert parse_block(block) == parse_lines(block), block

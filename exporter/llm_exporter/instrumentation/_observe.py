@@ -68,6 +68,21 @@ def flush(timeout: float = 5.0) -> bool:
 
 def parse_block(block: bytes) -> tuple[Optional[str], Optional[str]]:
     """``(event, data)`` of one SSE event block (data None if it has no data lines)."""
+    # the shapes the APIs send, one data line with or without an event line, without a line loop
+    if block.find(b"\r") < 0:
+        if block.startswith(b"data: "):
+            if block.find(b"\n") < 0:
+                return None, block[6:].lstrip(b" ").decode("utf-8", "replace")
+        elif block.startswith(b"event:"):
+            nl = block.find(b"\n")
+            if nl > 0 and block.startswith(b"data: ", nl + 1) and block.find(b"\n", nl + 1) < 0:
+                return (block[6:nl].decode("utf-8", "replace").strip(),
+                        block[nl + 7:].lstrip(b" ").decode("utf-8", "replace"))
+    return parse_lines(block)
+
+
+def parse_lines(block: bytes) -> tuple[Optional[str], Optional[str]]:
+    """``parse_block`` for any block: line by line."""
     event: Optional[str] = None
     data: list[str] = []
     for line in block.decode("utf-8", "replace").split("\n"):
