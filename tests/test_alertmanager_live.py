@@ -92,9 +92,14 @@ def test_exporter_down_inhibits_the_other_llm_alerts(tmp_path):
                 _alert(alertname="LLMHighLatency", severity="warning", **path),
             ]
             assert post_json(am.url + "/api/v2/alerts", alerts) == 200
-            state = localstack.wait_until(
-                lambda: {a["labels"]["alertname"]: a["status"] for a in localstack.alertmanager_alerts(am.url)},
-                timeout=10, what="alerts in Alertmanager")
+            def alert_states() -> dict:
+                # the inhibitor learns of the source alert asynchronously: a first read may still show
+                # the others active, so wait for the three alerts with the inhibition applied
+                states = {a["labels"]["alertname"]: a["status"] for a in localstack.alertmanager_alerts(am.url)}
+                inhibited = all(states.get(n, {}).get("inhibitedBy") for n in ("LLMHighErrorRate", "LLMHighLatency"))
+                return states if len(states) == 3 and inhibited else {}
+
+            state = localstack.wait_until(alert_states, timeout=15, what="alerts in Alertmanager, inhibited")
             assert state["LLMExporterDown"]["state"] == "active"
             down_fp = next(a["fingerprint"] for a in localstack.alertmanager_alerts(am.url)
                            if a["labels"]["alertname"] == "LLMExporterDown")
