@@ -78,3 +78,12 @@ def test_both_gauge_modes_give_the_same_values(lazy, monkeypatch):
     assert m.ratelimits["openai", "gpt-4o"].lazy is lazy
     assert gauges(reg, "openai", "gpt-4o") == {("remaining", "requests"): 498, ("limit", "requests"): 500,
                                                ("remaining", "tokens"): 89000, ("limit", "tokens"): 90000}
+
+
+def test_folded_model_keeps_values_a_later_response_omits():
+    reg = fresh_registry(label_limits={"model": 1})
+    read("openai", "gpt-4o", httpx.Headers(openai_ratelimit_headers(500, 499, 90000, 89000)))
+    read("openai", "other-1", httpx.Headers(openai_ratelimit_headers(60, 59, 1000, 900)))  # folded
+    read("openai", "other-2", httpx.Headers(openai_ratelimit_headers(requests_remaining=58)))  # folded, one header
+    assert gauges(reg, "openai", "__overflow__") == {("remaining", "requests"): 58, ("limit", "requests"): 60,
+                                                  ("remaining", "tokens"): 900, ("limit", "tokens"): 1000}
