@@ -87,7 +87,9 @@ def test_messages_create_stream_true(mode, server, registry):
 @pytest.mark.parametrize("mode", MODES)
 def test_ttft_is_first_delta_not_message_start(mode, server, registry):
     async def body(c: Ctx) -> None:
-        server.enqueue(Reply(text="late", first_delta_delay_s=0.3))
+        # the first delta after 0.3 s, the stream's end ~0.7 s later: the first token is timed when it
+        # arrives, not when the stream is read to its end
+        server.enqueue(Reply(text="late " * 12, first_delta_delay_s=0.3, chunk_delay_s=0.06))
         stream = await c(c.client.messages.create, stream=True, **KW)
         await c.drain(stream)
 
@@ -95,6 +97,7 @@ def test_ttft_is_first_delta_not_message_start(mode, server, registry):
     lab = L(MODEL)
     assert registry.get_sample_value("llm_time_to_first_token_seconds_bucket", dict(lab, le="0.25")) == 0
     assert registry.get_sample_value("llm_time_to_first_token_seconds_bucket", dict(lab, le="0.5")) == 1
+    assert registry.get_sample_value("llm_request_duration_seconds_bucket", dict(lab, le="0.5")) == 0
 
 
 @pytest.mark.parametrize("mode", MODES)

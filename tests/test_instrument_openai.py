@@ -97,7 +97,9 @@ def test_chat_stream_without_usage_records_no_tokens(mode, server, registry):
 def test_ttft_is_first_content_delta_not_role_chunk(mode, server, registry):
     async def body(c: Ctx) -> None:
         # the role-only chunk comes at once; the first content delta after 0.3 s
-        server.enqueue(Reply(text="late", first_delta_delay_s=0.3))
+        # the first delta after 0.3 s, the stream's end ~0.7 s later: the first token is timed when it
+        # arrives, not when the stream is read to its end
+        server.enqueue(Reply(text="late " * 12, first_delta_delay_s=0.3, chunk_delay_s=0.06))
         stream = await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS, stream=True)
         await c.drain(stream)
 
@@ -105,6 +107,7 @@ def test_ttft_is_first_content_delta_not_role_chunk(mode, server, registry):
     lab = L("gpt-4o-mini")
     assert registry.get_sample_value("llm_time_to_first_token_seconds_bucket", dict(lab, le="0.25")) == 0
     assert registry.get_sample_value("llm_time_to_first_token_seconds_bucket", dict(lab, le="0.5")) == 1
+    assert registry.get_sample_value("llm_request_duration_seconds_bucket", dict(lab, le="0.5")) == 0
 
 
 @pytest.mark.parametrize("mode", MODES)
