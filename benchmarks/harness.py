@@ -187,32 +187,48 @@ def paired(a: Callable[[], Any], b: Callable[[], Any], *, pairs: int, unit: str 
     per-pair differences resolves a few microseconds where block timings of two cases
     drift apart by tens. The collector runs between pairs, never inside one.
     """
+    return grouped({"a": a, "b": b}, "b", rounds=pairs, unit=unit, scale=scale, warmup=warmup)["a"]
+
+
+def grouped(fns: dict[str, Callable[[], Any]], base: str, *, rounds: int, unit: str = "us", scale: float = 1e6,
+            warmup: int = 20) -> dict[str, Paired]:
+    """``paired`` for several variants against one ``base``: each round runs every function once,
+    back to back, in an order that rotates and reverses from round to round; each variant's
+    figure is its per-round difference from the base, so two variants' differences come from
+    the same rounds (side by side)."""
+    names = list(fns)
     for _ in range(warmup):
-        a()
-        b()
+        for name in names:
+            fns[name]()
     cpu = time.process_time
-    diffs: list[float] = []
-    b_values: list[float] = []
+    diffs: dict[str, list[float]] = {name: [] for name in names if name != base}
+    base_values: list[float] = []
     gc.collect()
     gc.freeze()
     try:
-        for i in range(pairs):
+        for r in range(rounds):
+            k = r % len(names)
+            order = names[k:] + names[:k]
+            if (r // len(names)) % 2:
+                order.reverse()
+            took: dict[str, float] = {}
             gc.collect(0)
             gc.disable()
             try:
-                if i % 2:
-                    t0 = cpu(); a(); t1 = cpu(); b(); t2 = cpu()  # noqa: E702
-                    da, db = t1 - t0, t2 - t1
-                else:
-                    t0 = cpu(); b(); t1 = cpu(); a(); t2 = cpu()  # noqa: E702
-                    db, da = t1 - t0, t2 - t1
+                t0 = cpu()
+                for name in order:
+                    fns[name]()
+                    t1 = cpu()
+                    took[name] = t1 - t0
+                    t0 = t1
             finally:
                 gc.enable()
-            diffs.append((da - db) * scale)
-            b_values.append(db * scale)
+            for name, values in diffs.items():
+                values.append((took[name] - took[base]) * scale)
+            base_values.append(took[base] * scale)
     finally:
         gc.unfreeze()
-    return Paired(unit, diffs, b_values)
+    return {name: Paired(unit, values, base_values) for name, values in diffs.items()}
 
 
 def calibrate(fn: Callable[[int], Any], target_s: float = 0.03, start: int = 100) -> int:
