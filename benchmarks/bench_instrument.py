@@ -24,6 +24,7 @@ per call (the server runs in another process), and our added time is
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import subprocess
@@ -128,6 +129,21 @@ class Peer:
         return out
 
 
+@functools.cache
+def _wrapt_proxies() -> tuple[type, ...]:
+    import wrapt
+
+    return getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy), wrapt.FunctionWrapper
+
+
+def _peeled(value: Any) -> Any:
+    """``value`` without the wrapt wrappers around it (peers wrap SDK methods with wrapt)."""
+    proxies = _wrapt_proxies()
+    while isinstance(value, proxies) and hasattr(value, "__wrapped__"):
+        value = value.__wrapped__
+    return value
+
+
 def unwrap_sdk_classes() -> int:
     """Restore every wrapt-wrapped method on openai/anthropic classes; returns how many.
 
@@ -136,9 +152,6 @@ def unwrap_sdk_classes() -> int:
     wrong dot, so nothing is unwrapped and wrappers pile up on every instrument() call.
     Our instrumentation wraps client instances, not classes, so it is not touched.
     """
-    import wrapt
-
-    proxies = (getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy), wrapt.FunctionWrapper)
     restored = 0
     for name, mod in list(sys.modules.items()):
         if mod is None or not (name.startswith("openai.") or name.startswith("anthropic.")):
@@ -147,9 +160,7 @@ def unwrap_sdk_classes() -> int:
             if not isinstance(cls, type) or cls.__module__ != name:
                 continue
             for attr, value in list(vars(cls).items()):
-                orig = value
-                while isinstance(orig, proxies) and hasattr(orig, "__wrapped__"):
-                    orig = orig.__wrapped__
+                orig = _peeled(value)
                 if orig is not value:
                     setattr(cls, attr, orig)
                     restored += 1
@@ -162,18 +173,15 @@ def bypass_wrappers(obj: Any) -> list[str]:
     The object's class becomes a subclass in which every wrapt-wrapped method is the original
     again; other instances of the class keep the peers' wrappers. Returns the names restored.
     """
-    import wrapt
-
-    proxies = (getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy), wrapt.FunctionWrapper)
     cls = type(obj)
     originals: dict[str, Any] = {}
+    seen: set[str] = set()
     for klass in cls.__mro__:
         for attr, value in vars(klass).items():
-            if attr in originals:
-                continue
-            orig = value
-            while isinstance(orig, proxies) and hasattr(orig, "__wrapped__"):
-                orig = orig.__wrapped__
+            if attr in seen:
+                continue  # the class nearest in the MRO defines it
+            seen.add(attr)
+            orig = _peeled(value)
             if orig is not value:
                 originals[attr] = orig
     if originals:
