@@ -314,3 +314,67 @@ def test_refusal_detector_opt_in(reg):
         assert call.check_refusal("No way.")
         assert not call.check_refusal("I cannot")  # default patterns replaced
     assert v(reg, "llm_refusals_total", **OA) == 1
+
+
+# --- batches: a finished call is applied with the next batch, before any scrape ---------------------
+
+
+def test_a_finished_call_keeps_its_own_duration_and_is_applied_before_the_next_scrape(reg):
+    from llm_exporter import store
+
+    clock = FakeClock()
+    call = start_call("openai", "gpt-4o-mini", clock=clock)
+    clock.t += 2.0
+    call.set_usage(input_tokens=10, output_tokens=5)
+    call.finish()
+    pending = call._m.store._pending
+    assert len(pending) == 1 and store.BATCH > 1  # queued: the call itself made no update
+    clock.t += 30.0  # the batch runs later; the duration is still the call's
+    assert v(reg, "llm_request_duration_seconds_sum", **OA) == pytest.approx(2.0)
+    assert v(reg, "llm_requests_total", **OA, finish_reason="stop") == 1
+    assert v(reg, "llm_tokens_total", **OA, token_type="output") == 5
+    assert v(reg, "llm_in_flight_requests", **INFL) == 0
+    assert len(pending) == 0
+
+
+def test_facts_given_after_finish_are_ignored(reg):
+    call = start_call("openai", "gpt-4o-mini", stream=True)
+    call.finish()
+    call.first_token()
+    call.set_usage(input_tokens=10, output_tokens=5)
+    call.record_response(chat_completion())
+    call.set_finish_reason("length")
+    call.add_retries(2)
+    assert v(reg, "llm_requests_total", **OA, finish_reason="stop") == 1
+    assert v(reg, "llm_requests_total", **OA, finish_reason="length") is None
+    assert v(reg, "llm_tokens_total", **OA, token_type="input") is None
+    assert v(reg, "llm_time_to_first_token_seconds_count", **OA) is None
+    assert v(reg, "llm_retries_total", **OA) == 0
+
+
+def test_a_full_batch_is_applied_by_the_thread_that_fills_it(reg):
+    from llm_exporter import store
+
+    calls = [start_call("openai", "gpt-4o-mini") for _ in range(store.BATCH)]
+    bundle = calls[0]._b
+    for call in calls[:-1]:
+        call.finish()
+    assert len(bundle._store._pending) == store.BATCH - 1 and "stop" not in bundle._requests
+    calls[-1].finish()
+    # applied without a scrape: the values are there, nothing waits
+    assert len(bundle._store._pending) == 0
+    assert bundle._requests["stop"].v == store.BATCH and sum(bundle.duration.counts) == store.BATCH
+
+
+def test_a_failing_deferred_record_is_logged_and_the_others_applied(reg, caplog):
+    first = start_call("openai", "gpt-4o-mini")
+    first.finish()
+
+    def broken():
+        raise RuntimeError("boom")
+
+    first._m.store.defer(broken)
+    start_call("openai", "gpt-4o-mini").finish()
+    with caplog.at_level(logging.WARNING, logger="llm_exporter"):
+        assert v(reg, "llm_requests_total", **OA, finish_reason="stop") == 2
+    assert "recording a finished LLM call failed" in caplog.text

@@ -5,6 +5,7 @@ Every scenario runs sync and async. Exact samples are asserted; durations only b
 
 from __future__ import annotations
 
+import time
 
 import anthropic
 import pytest
@@ -82,6 +83,24 @@ def test_messages_create_stream_true(mode, server, registry):
     assert registry.get_sample_value("llm_time_to_first_token_seconds_count", lab) == 1
     assert registry.get_sample_value("llm_time_per_output_token_seconds_count", lab) == 1
     assert registry.get_sample_value("llm_cost_usd_total", lab) == pytest.approx(COST)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_duration_ends_with_the_call_and_the_result_is_read_with_the_batch(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="Bonjour.", **USAGE))
+        await c(c.client.messages.create, **KW)
+        server.enqueue(Reply(text="one two", **USAGE))
+        await c.drain(await c(c.client.messages.create, **KW, stream=True))
+        # both calls are over, their results not read yet: that happens with the batch, here the scrape's
+        assert len(llm_exporter.metrics.current().store._pending) == 2
+        time.sleep(0.6)
+
+    run(mode, server, body)
+    lab = L(MODEL)
+    assert registry.get_sample_value("llm_request_duration_seconds_count", lab) == 2
+    assert registry.get_sample_value("llm_request_duration_seconds_bucket", dict(lab, le="0.5")) == 2
+    assert tokens(registry, MODEL) == {k: 2 * n for k, n in SPLIT.items()}
 
 
 @pytest.mark.parametrize("mode", MODES)

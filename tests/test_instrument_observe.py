@@ -41,6 +41,7 @@ class StubCall:
         self.refusal_checks: list[tuple[Optional[str], bool]] = []
         self.ends: list[tuple[str, Any]] = []  # finish / cancel calls
         self._lock = threading.Lock()
+        self._deferred: list[Any] = []  # Call.defer: run when the state is read, as a batch runs before a scrape
 
     def first_token(self) -> None:
         self.first_tokens += 1  # the Call keeps the first; the observer should call it once
@@ -72,7 +73,15 @@ class StubCall:
         with self._lock:
             self.ends.append(("cancel", None))
 
+    def stop(self) -> None:
+        pass  # the duration's end: Call's own tests cover it
+
+    def defer(self, apply: Any) -> None:
+        self._deferred.append(apply)
+
     def state(self) -> dict[str, Any]:
+        while self._deferred:
+            self._deferred.pop(0)()
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
 
@@ -301,7 +310,9 @@ def test_observer_collects_at_most_one_batch(sdk_reads, most_held):
     most = 0
     for _ in stream:
         most = max(most, len(observer.tail))
-    assert most == most_held and observer.tail == []
+    assert most == most_held
+    call.state()  # runs what the stream's end deferred (the batch runs before a scrape)
+    assert observer.tail == []
     assert call.ends == [("finish", None)] and call.finish_reason == "stop"
 
 
@@ -312,10 +323,11 @@ def test_observer_collects_at_most_one_batch(sdk_reads, most_held):
     ("responses", "error", ("finish", "StreamError")),
 ])
 @pytest.mark.parametrize("sdk_reads", [True, False], ids=["sdk stream", "raw response"])
-def test_last_event_in_its_own_chunk_is_recorded_before_the_sdk_closes(operation, reply, end, sdk_reads):
+def test_last_event_in_its_own_chunk_ends_the_call_when_the_sdk_closes(operation, reply, end, sdk_reads):
     """The SDK stops reading at OpenAI's [DONE] and raises on error events, then closes the response.
-    An early close is recorded on the worker thread; this one is read in the caller's thread: when the
-    chunk passes (raw responses) or when the SDK closes right after it."""
+    An early close is a cancellation, recorded on the worker thread; this close is the stream's end:
+    the caller's thread stops the call's clock and leaves the tail to the next batch (raw responses
+    read the last event as its chunk passes)."""
     fresh_registry()
     chunks = re.findall(rb".*?\n\n", wire(operation, REPLIES[reply]), re.S)
     assert len(chunks) > 2 * TAIL_CHUNKS
@@ -328,7 +340,9 @@ def test_last_event_in_its_own_chunk_is_recorded_before_the_sdk_closes(operation
     if sdk_reads:
         assert call.ends == []
         wrapper.close()  # what the SDK does next
-    assert call.ends == [end]
+        flush()
+        assert call.ends == [] and len(call._deferred) == 1  # not handed to the worker as an early close
+    assert call.state()["ends"] == [end]
 
 
 ODD_BLOCKS = [b"data: [DONE]", b"data:x", b"data:  two spaces", b"event: ping", b"event:ping\ndata: {}",

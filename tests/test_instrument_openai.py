@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import time
 
 import openai
 import pytest
@@ -74,6 +75,24 @@ def test_chat_stream_with_include_usage(mode, server, registry):
     assert registry.get_sample_value("llm_time_to_first_token_seconds_count", lab) == 1
     assert registry.get_sample_value("llm_time_per_output_token_seconds_count", lab) == 1
     assert registry.get_sample_value("llm_cost_usd_total", lab) == pytest.approx(cost_4o_mini())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_duration_ends_with_the_call_and_the_result_is_read_with_the_batch(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="Bonjour.", **USAGE))
+        await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS)
+        server.enqueue(Reply(text="one two", **USAGE))
+        await c.drain(await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS, stream=True, stream_options={"include_usage": True}))
+        # both calls are over, their results not read yet: that happens with the batch, here the scrape's
+        assert len(llm_exporter.metrics.current().store._pending) == 2
+        time.sleep(0.6)
+
+    run(mode, server, body)
+    lab = L("gpt-4o-mini")
+    assert registry.get_sample_value("llm_request_duration_seconds_count", lab) == 2
+    assert registry.get_sample_value("llm_request_duration_seconds_bucket", dict(lab, le="0.5")) == 2
+    assert tokens(registry, "gpt-4o-mini") == {k: 2 * n for k, n in SPLIT.items()}
 
 
 @pytest.mark.parametrize("mode", MODES)

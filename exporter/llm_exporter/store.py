@@ -10,8 +10,15 @@ prometheus-client (registry, ``get_sample_value``, OpenMetrics with exemplars,
 ``name[]`` filtering) and renders the text format itself with each series'
 label text built once (``render_text``), byte-identical to ``generate_latest``.
 
+Finished calls are applied in batches (``Store.defer``): the call only queues its
+record, and the reading and the updates run later, together with other calls', before
+every snapshot (so every scrape sees every call finished before it) or once ``BATCH``
+are waiting. Why: run once per call between long stretches of SDK code, that work
+costs about three times what it costs in a batch (benchmarks/README.md, section 2).
+
 Multi-process mode does not use this module: it needs prometheus-client's
-file-backed values (``metrics.ClientBundle``).
+file-backed values (``metrics.ClientBundle``), read by another process, so calls
+are recorded as they finish there.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from typing import Any, Iterable, Iterator
+from collections import deque
+from typing import Any, Callable, Iterable, Iterator
 
 import prometheus_client.metrics as _pc_metrics
 from prometheus_client.metrics_core import Metric
@@ -29,9 +37,14 @@ from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from . import contract
+from .errors import log_failure
 
 Key = tuple[str, str, str, str]
 INF = float("inf")
+
+#: Finished calls waiting at most before the thread finishing one more applies them all
+#: (bounds the memory held: each may hold its response, or a stream's last chunks).
+BATCH = 64
 
 #: Families whose values live in the store (all keyed by the common labels or a prefix of them).
 FAMILIES = (
@@ -251,6 +264,32 @@ class Store:
         self._lock = threading.Lock()
         self.groups: dict[tuple[str, str], Group] = {}
         self.bundles: dict[Key, StoreBundle] = {}
+        self._pending: deque[Callable[[], None]] = deque()
+
+    def defer(self, apply: Callable[[], None]) -> None:
+        """Run ``apply`` (a finished call's reading and recording) with the next batch.
+
+        A batch runs before every ``snapshot`` and, in the calling thread, once ``BATCH``
+        are waiting. ``deque`` appends and pops are atomic: each runs exactly once, in
+        whichever thread gets it.
+        """
+        pending = self._pending
+        pending.append(apply)
+        if len(pending) >= BATCH:
+            self.apply_pending()
+
+    def apply_pending(self) -> None:
+        """Run every deferred record now (including any queued while this runs)."""
+        pop = self._pending.popleft
+        while True:
+            try:
+                apply = pop()
+            except IndexError:
+                return
+            try:
+                apply()
+            except Exception:
+                log_failure("apply", "recording a finished LLM call failed; its metrics were dropped")
 
     def bundle(self, key: Key) -> StoreBundle:
         b = self.bundles.get(key)
@@ -270,6 +309,7 @@ class Store:
     def snapshot(self) -> list[tuple[Group, list[tuple[Key, dict[str, Any]]], list[tuple[str, float, float]],
                                      tuple[float, float] | None]]:
         """A consistent copy per group: (group, [(key, values)], in-flight cells, unpriced)."""
+        self.apply_pending()
         with self._lock:
             groups = list(self.groups.values())
         out = []

@@ -24,11 +24,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Call:
-    """One in-flight LLM call. Create with ``start_call``; ``finish`` records it exactly once."""
+    """One in-flight LLM call. Create with ``start_call``; ``finish`` records it exactly once.
+
+    Facts given after ``finish`` are ignored: what the call recorded is decided when it finishes.
+    """
 
     __slots__ = ("_m", "_b", "_clock", "_start", "_stream", "_request_model", "_additive", "_ttft",
                  "_provider_additive", "_input", "_output", "_cache_read", "_cache_write", "_reasoning", "_usage_known",
-                 "_finish_reason", "_response_model", "_retries", "_refused", "_done", "_ex", "_once")
+                 "_finish_reason", "_response_model", "_retries", "_refused", "_done", "_ex", "_once",
+                 "_stopped", "_duration", "_error_type")
 
     def __init__(self, m: metrics.Metrics | None, b: metrics.Bundle | None, *, clock: Clock,
                  stream: bool, request_model: str | None, additive: bool) -> None:
@@ -53,6 +57,9 @@ class Call:
         self._refused = False
         self._done = False
         self._once = [True]  # list.pop() is atomic: exactly one finish() wins across threads
+        self._stopped: float | None = None
+        self._duration = 0.0
+        self._error_type: str | None = None
         self._ex = exemplar(m) if m is not None else None
 
     # --- facts about the call -----------------------------------------------------
@@ -67,11 +74,13 @@ class Call:
 
     def first_token(self) -> None:
         """Mark the first content/tool delta (first call wins; recorded for streams only)."""
-        if self._ttft is None:
+        if self._ttft is None and not self._done:
             self._ttft = max(0.0, self._clock() - self._start)
 
     def record_response(self, response: Any) -> None:
         """Read usage, response model and finish reason from a provider response (duck-typed)."""
+        if self._done:
+            return
         try:
             r = responses.fields(response)
             usage = r.get("usage")
@@ -92,6 +101,8 @@ class Call:
 
     def record_usage(self, usage: Any) -> None:
         """Read a usage object/dict; fields it does not report keep their previous values."""
+        if self._done:
+            return
         try:
             u = responses.read_usage(usage)
             if u is None:
@@ -107,6 +118,8 @@ class Call:
                   cache_read_tokens: int | None = None, cache_write_tokens: int | None = None,
                   reasoning_tokens: int | None = None) -> None:
         """Token counts in provider semantics (see ``record_call``); None keeps the old value."""
+        if self._done:
+            return
         self._additive = self._provider_additive
         # inline fast path for plain non-negative ints; anything else goes through soft_count
         if input_tokens is not None:
@@ -142,17 +155,17 @@ class Call:
 
     def set_finish_reason(self, raw: Any) -> None:
         """Raw provider finish reason (end_turn, max_tokens, stop, ...); normalised."""
-        if raw is not None:
+        if raw is not None and not self._done:
             self._finish_reason = normalise.finish_reason(raw)
 
     def set_response_model(self, model_id: Any) -> None:
         """Most specific model id (e.g. dated) for pricing; the label stays the request model."""
-        if isinstance(model_id, str) and model_id:
+        if isinstance(model_id, str) and model_id and not self._done:
             self._response_model = model_id
 
     def add_retries(self, n: int = 1) -> None:
         """Count attempts after the first (``llm_retries_total``)."""
-        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0 and not self._done:
             self._retries += n
 
     def check_refusal(self, text: str | None, explicit: bool = False) -> bool:
@@ -160,6 +173,8 @@ class Call:
 
         ``explicit``: the provider flagged a refusal itself (OpenAI's ``refusal`` delta).
         """
+        if self._done:
+            return False
         try:
             detector = self._m.settings.refusal_detector if self._m is not None else None
             if detector is not None and (explicit or detector.is_refusal(text)):
@@ -171,10 +186,27 @@ class Call:
 
     # --- finishing -----------------------------------------------------------------
 
+    def stop(self) -> None:
+        """End the call's duration now, though ``finish`` comes later (the instrumentation
+        reads a response, or a stream's last chunks, after the call, with the batch)."""
+        if self._stopped is None:
+            self._stopped = self._clock()
+
+    def defer(self, apply: Callable[[], None]) -> None:
+        """Run ``apply`` with the next batch of finished calls (``store.Store.defer``); at once
+        in multi-process mode. It must not raise."""
+        store = self._m.store if self._m is not None else None
+        if store is None:
+            apply()
+        else:
+            store.defer(apply)
+
     def finish(self, error: BaseException | str | None = None) -> None:
         """Record the call once (later calls do nothing). Never raises.
 
-        ``error``: the exception that ended the call, or an error type string.
+        ``error``: the exception that ended the call, or an error type string. The
+        duration ends here (or at ``stop``); the updates are made with the next batch
+        of finished calls, before the next scrape (``store.Store.defer``).
         """
         try:
             self._once.pop()
@@ -185,19 +217,33 @@ class Call:
         if m is None or b is None:
             return
         try:
-            duration = max(0.0, self._clock() - self._start)
-            if error is None:
-                error_type = None
+            end = self._stopped
+            self._duration = max(0.0, (self._clock() if end is None else end) - self._start)
+            if error is not None:
+                self._error_type = classify_error(error)  # now: an exception holds its frames alive
+            store = m.store
+        except Exception:
+            log_failure("finish", "recording an LLM call failed; its metrics were dropped")
+            store = None
+        if store is None:
+            self._record()
+        else:
+            store.defer(self._record)
+
+    def _record(self) -> None:
+        m, b = self._m, self._b
+        assert m is not None and b is not None
+        try:
+            error_type = self._error_type
+            if error_type is None:
                 finish_reason = self._finish_reason or "stop"
             else:
-                error_type = classify_error(error)
                 finish_reason = "cancelled" if error_type == "cancelled" else "error"
-            parts = self._parts() if self._usage_known else None
             record(
                 m, b,
-                finish_reason=finish_reason, error_type=error_type, duration=duration,
-                ttft=self._ttft if self._stream else None, parts=parts, cost_usd=None,
-                retries=self._retries, price_models=(self._response_model, self._request_model),
+                finish_reason=finish_reason, error_type=error_type, duration=self._duration,
+                ttft=self._ttft if self._stream else None, parts=self._parts() if self._usage_known else None,
+                cost_usd=None, retries=self._retries, price_models=(self._response_model, self._request_model),
                 refused=self._refused, ex=self._ex,
             )
         except Exception:

@@ -215,7 +215,15 @@ class Observer:
         self.feed(data)
 
     def end(self) -> None:
-        """The body was read to its end."""
+        """The body was read to its end: the call's duration ends now; what is left is read
+        with the next batch of finished calls (``Call.defer``)."""
+        if self.done or self.handed_off:
+            return
+        self.handed_off = True  # closing() and abandon() leave it to _ended
+        self.call.stop()
+        self.call.defer(self._ended)
+
+    def _ended(self) -> None:
         self.drain()
         if self.done:
             return
@@ -240,9 +248,9 @@ class Observer:
         """The response is being closed.
 
         When the SDK's stream stops reading at the stream's end (``END``) or raises on an error
-        event, it closes the response at once, in the read that passed that chunk: the tail is read
-        here, in the caller's thread, and the call is recorded before the caller gets control back.
-        Any other close is an early one: ``abandon``.
+        event, it closes the response at once, in the read that passed that chunk: the call's
+        duration ends here, before the caller gets control back, and the tail is read with the
+        next batch of finished calls. Any other close is an early one: ``abandon``.
         """
         if self.done or self.handed_off:
             return
@@ -251,9 +259,11 @@ class Observer:
             last = tail[-1]
             if (self.end_bytes and last.endswith(self.end_bytes)) or (
                     self.error_start and last.find(self.error_start) >= 0):
-                self.drain()
-                if self.done:
-                    return
+                # the stream's end: read it with the next batch, as end() does
+                self.handed_off = True
+                self.call.stop()
+                self.call.defer(self._settle)
+                return
         self.abandon()
 
     def abandon(self) -> None:

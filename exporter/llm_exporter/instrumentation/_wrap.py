@@ -75,14 +75,22 @@ def complete(state: CallState, result: Any) -> None:
                 call.set_response_model(model)
         else:
             # the SDK's parsed result; also when the SDK itself asked for a raw response (anthropic's
-            # middleware chain does for plain calls): no second parse of the body
-            call.record_response(result)
+            # middleware chain does for plain calls): no second parse of the body. Read with the
+            # batch, after the call (see store.Store.defer); the duration ends here.
+            call.stop()
+            call.defer(functools.partial(_read_and_finish, call, result))
+            return
     except Exception:
         log_failure("instrument.complete", "reading an API result failed")
     try:
         call.finish()
     except Exception:
         log_failure("instrument.finish", "finishing a call failed")
+
+
+def _read_and_finish(call: Any, result: Any) -> None:
+    call.record_response(result)
+    call.finish()
 
 
 def wrap_method(original: Callable[..., Any], provider: str, spec: MethodSpec,
