@@ -25,8 +25,14 @@ class StubCall:
     def __init__(self) -> None:
         self.log: list[tuple[str, Any]] = []
 
-    def first_token(self) -> None:
+    def first_token(self, at: Any = None) -> None:
         self.log.append(("first_token", None))
+
+    def stop(self) -> None:
+        pass
+
+    def defer(self, apply: Any) -> None:
+        apply()  # the batch at once: the observation's whole cost is timed
 
     def set_response_model(self, m: Any) -> None:
         self.log.append(("model", m))

@@ -15,7 +15,8 @@ import json
 import random
 import re
 import threading
-from typing import Any, Iterator, Optional
+import time
+from typing import Any, Callable, Iterator, Optional
 
 import httpx
 import pytest
@@ -33,7 +34,9 @@ from llm_exporter.testing import fresh_registry
 class StubCall:
     """The state a ``Call`` keeps, with the same merge rules (thread-safe: the worker may finish it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._clock = clock
+        self._first_token_at: Optional[float] = None
         self.first_tokens = 0
         self.model: Optional[str] = None
         self.usage: dict[str, Any] = {}
@@ -43,8 +46,13 @@ class StubCall:
         self._lock = threading.Lock()
         self._deferred: list[Any] = []  # Call.defer: run when the state is read, as a batch runs before a scrape
 
-    def first_token(self) -> None:
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
+
+    def first_token(self, at: Optional[float] = None) -> None:
         self.first_tokens += 1  # the Call keeps the first; the observer should call it once
+        self._first_token_at = self._clock() if at is None else at
 
     def set_response_model(self, model: Any) -> None:
         self.model = model
@@ -356,3 +364,58 @@ def test_block_shortcut_reads_what_the_line_parser_reads(name):
     """parse_block's shortcut for one-data-line blocks gives what the line-by-line parser gives."""
     for block in BODIES[name][1].replace(b"\r\n", b"\n").split(b"\n\n")[:-1] + ODD_BLOCKS:
         assert parse_block(block) == parse_lines(block), block
+
+
+class Ticking(Chunks):
+    """Chunks whose arrival is a clock reading: the clock reads the index of the last chunk yielded."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        super().__init__(chunks)
+        self.now = -1.0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for i, chunk in enumerate(self.chunks):
+            self.now = float(i)
+            yield chunk
+
+
+def first_token_chunk(operation: str, chunks: list[bytes]) -> int:
+    """Index of the chunk that completes the block holding the first token (the reference reading)."""
+    call = StubCall()
+    interp = INTERPRETERS[operation](call)
+    offset = 0
+    for block in b"".join(chunks).split(b"\n\n")[:-1]:
+        offset += len(block) + 2
+        event, data = parse_block(block)
+        if data is not None:
+            interp.feed(event, data)
+        if call.first_tokens:
+            break
+    ends = 0
+    for i, chunk in enumerate(chunks):
+        ends += len(chunk)
+        if ends >= offset:
+            return i
+    raise AssertionError("no first token")
+
+
+@pytest.mark.parametrize("sdk_reads", [True, False], ids=["sdk stream", "raw response"])
+@pytest.mark.parametrize("name", ["chat/long", "chat/reasoning", "messages/long", "messages/tools",
+                                  "responses/long"])
+def test_first_token_is_timed_by_its_chunks_arrival(name, sdk_reads):
+    """The head of a stream the SDK reads is read after it passed (with the batch, or once TAIL_CHUNKS
+    wait); the first token is still timed when its chunk arrived, for every chunking (1-byte chunks put
+    it hundreds of chunks in)."""
+    fresh_registry()
+    operation, body = BODIES[name]
+    for how, chunks in chunkings(body):
+        source = Ticking(chunks)
+        call = StubCall(clock=lambda: source.now)
+        observer = Observer(call, operation, "sse", sdk_reads=sdk_reads)
+        stream = _stream_class(httpx.Response(200), False)(source, observer)
+        for _ in stream:
+            pass
+        stream.close()
+        state = call.state()
+        assert state["first_tokens"] == 1, how
+        assert call._first_token_at == first_token_chunk(operation, chunks), how

@@ -72,10 +72,19 @@ class Call:
     def stream(self) -> bool:
         return self._stream
 
-    def first_token(self) -> None:
-        """Mark the first content/tool delta (first call wins; recorded for streams only)."""
+    @property
+    def clock(self) -> Clock:
+        """The clock this call is timed with (``time.perf_counter`` unless ``start_call`` got another)."""
+        return self._clock
+
+    def first_token(self, at: float | None = None) -> None:
+        """Mark the first content/tool delta (first call wins; recorded for streams only).
+
+        ``at``: a reading of ``clock`` taken when the token arrived, for a caller that reads the
+        stream after it passed; default now.
+        """
         if self._ttft is None and not self._done:
-            self._ttft = max(0.0, self._clock() - self._start)
+            self._ttft = max(0.0, (self._clock() if at is None else at) - self._start)
 
     def record_response(self, response: Any) -> None:
         """Read usage, response model and finish reason from a provider response (duck-typed)."""

@@ -36,6 +36,8 @@ class Interpreter:
         self.text: list[str] = []
         self.text_len = 0
         self.explicit_refusal = False
+        #: when the block being fed arrived (a reading of the call's clock), if it is read later
+        self.arrived: Optional[float] = None
 
     def add_text(self, text: Any) -> None:
         if isinstance(text, str) and text:
@@ -52,7 +54,7 @@ class Interpreter:
     def token(self) -> None:
         if not self.seen_token:
             self.seen_token = True
-            self.call.first_token()
+            self.call.first_token(self.arrived)
 
     def model(self, model: Any) -> None:
         if not self.model_set and isinstance(model, str) and model:

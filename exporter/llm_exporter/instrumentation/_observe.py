@@ -19,6 +19,7 @@ import queue
 import sys
 import threading
 from itertools import filterfalse, islice
+from operator import itemgetter
 from typing import Any, Iterator, Optional
 
 from ..errors import log_failure
@@ -100,6 +101,8 @@ def parse_lines(block: bytes) -> tuple[Optional[str], Optional[str]]:
 #: Chunks kept before a batch is read (bounds the memory held for a stream).
 TAIL_CHUNKS = 64
 
+_chunk_of = itemgetter(0)
+
 
 class Observer:
     """Feeds a call from a body (``kind`` "sse" or "json") and finishes it once.
@@ -108,9 +111,12 @@ class Observer:
     (``skip_raw``: content deltas once the first token is seen, pings) is skipped on
     the raw bytes, never decoded or parsed.
 
-    Two phases keep the per-chunk cost low. At the head of a stream every chunk is read
-    as it passes (the first token's time is taken there). Once the interpreter is
-    ``settled``, chunks are only collected in ``tail`` and read in batches: when
+    Two phases keep the per-chunk cost low. At the head of a stream, until the interpreter is
+    ``settled`` (the first token seen), every chunk is read with its arrival time: for a
+    stream the SDK reads (sync), the chunks pass through C code into ``timed`` with a
+    reading of the call's clock each, and are read in batches of ``TAIL_CHUNKS`` as the tail
+    is (``read_timed``), the first token timed by its chunk's arrival; otherwise each chunk
+    is read as it passes. Once settled, chunks are only collected in ``tail`` and read in batches: when
     ``TAIL_CHUNKS`` are waiting, when a chunk ends with the interpreter's ``END`` (OpenAI's
     ``[DONE]``) or starts with its ``ERROR_START`` (the SDK stops reading at both), at the
     body's end, on a read error, and, on the worker thread, when the response is closed
@@ -136,6 +142,12 @@ class Observer:
         self._buf = b""
         self._body: list[bytes] = []
         self.tail: list[bytes] = []
+        #: ``(chunk, arrival)`` pairs of the head not read yet (see ``read_timed``)
+        self.timed: list[tuple[bytes, float]] = []
+        clock = getattr(call, "clock", None)
+        #: the call's clock, when the head is read after it passed: only streams the SDK reads (the
+        #: caller of a raw response may hold a chunk for long before it closes the response)
+        self.clock = clock if (sdk_reads and self._interp is not None and callable(clock)) else None
         ensure_worker()
 
     def _finish(self, error: Any = None) -> None:
@@ -184,6 +196,29 @@ class Observer:
             log_failure("instrument.observe", "reading a streamed response failed")
             return True
 
+    def read_timed(self) -> bool:
+        """Read the collected head chunks, each as of its arrival; True once settled (as ``feed``).
+
+        The chunks after the one that settles the interpreter move to the front of ``tail``.
+        """
+        if not self.timed:
+            return self.done or self.broken
+        timed = self.timed[:]
+        self.timed.clear()  # in place: the wrapper's C pipeline appends to this list
+        interp = self._interp
+        settled = False
+        try:
+            for i, (chunk, arrived) in enumerate(timed):
+                interp.arrived = arrived
+                settled = self.feed(chunk)
+                if settled:
+                    if not (self.done or self.broken):
+                        self.tail[:0] = map(_chunk_of, timed[i + 1:])
+                    break
+        finally:
+            interp.arrived = None
+        return settled
+
     def tail_checks(self) -> tuple[list[bytes], Optional[bytes], int, Optional[bytes], int]:
         """``(tail, end, n, err, k)`` for the wrappers' tail loops: a chunk is read at once if
         ``chunk[n:] == end`` or ``chunk[:k] == err`` (None, for no marker, equals no slice)."""
@@ -192,7 +227,9 @@ class Observer:
         return self.tail, end, (-len(end) if end else -1), err, (len(err) if err else 1)
 
     def drain(self) -> None:
-        """Read the collected tail chunks as one batch."""
+        """Read the collected tail chunks as one batch (after the head, if that is unread)."""
+        if self.timed:
+            self.read_timed()
         tail = self.tail
         if not tail:
             return
@@ -254,9 +291,8 @@ class Observer:
         """
         if self.done or self.handed_off:
             return
-        tail = self.tail
-        if self.sdk_reads and tail:
-            last = tail[-1]
+        last = self.tail[-1] if self.tail else (self.timed[-1][0] if self.timed else None)
+        if self.sdk_reads and last is not None:
             if (self.end_bytes and last.endswith(self.end_bytes)) or (
                     self.error_start and last.find(self.error_start) >= 0):
                 # the stream's end: read it with the next batch, as end() does
@@ -320,11 +356,22 @@ def _make_sync(base: type) -> type:
             feed = observer.feed
             chunks = iter(self._inner)
             try:
-                for chunk in chunks:  # head: read each chunk before the SDK sees it
-                    settled = feed(chunk)
-                    yield chunk
-                    if settled:
-                        break
+                clock = observer.clock
+                if clock is not None:
+                    # head: passed on by C code, each chunk kept with a clock reading taken right after
+                    # it arrived (zip), read with the batch (or here, once TAIL_CHUNKS are waiting)
+                    timed = observer.timed
+                    pairs = filterfalse(timed.append, zip(chunks, iter(clock, None)))
+                    while True:
+                        yield from map(_chunk_of, islice(pairs, TAIL_CHUNKS))
+                        if len(timed) < TAIL_CHUNKS or observer.read_timed():
+                            break  # the body ended, or the head is read
+                else:
+                    for chunk in chunks:  # head: read each chunk before the SDK sees it
+                        settled = feed(chunk)
+                        yield chunk
+                        if settled:
+                            break
                 tail = observer.tail
                 if observer.sdk_reads:
                     # tail: passed on and collected by C code (list.append returns None, so filterfalse
@@ -332,7 +379,8 @@ def _make_sync(base: type) -> type:
                     # or at an error event is seen when it closes the response (Observer.closing)
                     collected = filterfalse(tail.append, chunks)
                     while True:
-                        yield from islice(collected, TAIL_CHUNKS)
+                        # (the tail may start with the head's last chunks: room for the rest of a batch)
+                        yield from islice(collected, TAIL_CHUNKS - len(tail))
                         if len(tail) < TAIL_CHUNKS:
                             break  # the body ended
                         observer.drain()
