@@ -1,6 +1,7 @@
 """Rate-limit response headers -> ``llm_ratelimit_remaining`` / ``llm_ratelimit_limit``.
 
-Runs for every HTTP attempt, so the usual case is kept to C-level work: one pass that maps
+Runs for every HTTP attempt (with the batch of finished calls, ``Call.defer``), so the
+usual case is kept to C-level work: one pass that maps
 the lower-case header names to their values (``header_map``), one lookup per header we
 read, and, when every value is present and plain digits, one list store into the
 (provider, model)'s ``recorder.RateLimits`` (parsed when scraped). Anything else takes
@@ -14,6 +15,7 @@ from typing import Any, Optional
 
 from .. import metrics
 from ..contract import RATELIMIT_RESOURCES
+from ..errors import log_failure
 from ..recorder import ratelimits, set_ratelimits
 
 
@@ -47,6 +49,18 @@ def header_map(headers: Any) -> tuple[dict[bytes, Any], Optional[list[bytes]]]:
     names = [(n if isinstance(n, bytes) else str(n).encode("latin-1")).lower() for n, _ in items]
     found = dict(zip(names, (v for _, v in items)))
     return found, (names if len(found) < len(names) else None)
+
+
+def record_headers(provider: str, model: str, headers: Any, found: Optional[dict[bytes, Any]] = None,
+                   names: Optional[list[bytes]] = None) -> None:
+    """``record`` from a response's headers (``found``, ``names``: their ``header_map``, if made
+    already); run with the batch of finished calls. Never raises."""
+    try:
+        if found is None:
+            found, names = header_map(headers)
+        record(provider, model, found, names)
+    except Exception:
+        log_failure("instrument.ratelimit", "reading rate-limit headers failed")
 
 
 def record(provider: str, model: str, found: dict[bytes, Any], names: Optional[list[bytes]]) -> None:

@@ -8,6 +8,7 @@ it. They meet through a contextvar holding the active ``CallState``.
 from __future__ import annotations
 
 import contextvars
+from functools import partial
 from typing import Any, Optional
 
 from ..errors import log_failure
@@ -61,17 +62,21 @@ class CallState:
                 log_failure("instrument.retries", "counting a retry failed")
 
     def on_response(self, response: Any, is_async: Optional[bool] = None) -> None:
-        """Headers of every attempt; for the successful one, hook the body if needed."""
-        found: Any = {}
+        """Headers of every attempt (read with the batch); for the successful one, hook the body if needed."""
+        found: Any = None
         try:
-            found, names = _ratelimit.header_map(response.headers)
-            _ratelimit.record(self.provider, self.model, found, names)
+            headers = response.headers
+            if self.stream or self.raw:  # the content type decides now: map the headers once, here
+                found, names = _ratelimit.header_map(headers)
+                self.call.defer(partial(_ratelimit.record_headers, self.provider, self.model, headers, found, names))
+            else:
+                self.call.defer(partial(_ratelimit.record_headers, self.provider, self.model, headers))
         except Exception:
             log_failure("instrument.ratelimit", "reading rate-limit headers failed")
         status = getattr(response, "status_code", 0)
-        if not (isinstance(status, int) and 200 <= status < 300):
-            return
-        ctype = found.get(_ratelimit.CONTENT_TYPE)
+        if not (isinstance(status, int) and 200 <= status < 300) or not (self.stream or self.raw):
+            return  # a parsed result (the wrapper reads it) or a failed attempt: no body to hook
+        ctype = found.get(_ratelimit.CONTENT_TYPE) if found is not None else None
         if ctype is None:
             ctype = response.headers.get("content-type", "")
         if (ctype.find(b"text/event-stream") if isinstance(ctype, bytes) else str(ctype).find("text/event-stream")) >= 0:
