@@ -26,7 +26,8 @@ from llm_exporter.fakeprovider import anthropic_wire, openai_wire
 from llm_exporter.fakeprovider.reply import RequestInfo, resolve
 from llm_exporter.instrumentation import flush
 from llm_exporter.instrumentation._events import DONE, INTERPRETERS
-from llm_exporter.instrumentation._observe import TAIL_CHUNKS, Observer, _stream_class, parse_block, parse_lines
+from llm_exporter.instrumentation._observe import (HEAD_STEP, TAIL_CHUNKS, Observer, _stream_class, parse_block,
+                                                   parse_lines)
 from llm_exporter.responses import read_usage
 from llm_exporter.testing import fresh_registry
 
@@ -419,3 +420,20 @@ def test_first_token_is_timed_by_its_chunks_arrival(name, sdk_reads):
         state = call.state()
         assert state["first_tokens"] == 1, how
         assert call._first_token_at == first_token_chunk(operation, chunks), how
+
+
+@pytest.mark.parametrize("name", ["chat/long", "messages/long", "messages/tools", "responses/long"])
+def test_clock_readings_stop_after_the_chunks_holding_the_first_token(name):
+    """As the APIs send them (an event per chunk), the first token is within the first HEAD_STEP chunks:
+    only those keep a clock reading (Interpreter.TOKEN_BLOCK), the rest are only collected."""
+    fresh_registry()
+    operation, body = BODIES[name]
+    chunks = re.findall(rb".*?\n\n", body, re.S)
+    assert len(chunks) > HEAD_STEP
+    call = StubCall()
+    observer = Observer(call, operation, "sse", sdk_reads=True)
+    most = 0
+    for _ in _stream_class(httpx.Response(200), False)(Chunks(chunks), observer):
+        most = max(most, len(observer.timed))
+    assert most == HEAD_STEP
+    assert call.state() == reference(operation, body)

@@ -8,6 +8,7 @@ raw responses) is seen the same.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Optional
 
 from ..quality import DEFAULT_SCAN_CHARS, refusal_detection_enabled
@@ -94,6 +95,11 @@ class Interpreter:
     #: therefore read from its last block holding this marker on (see ``quiet_prefix``).
     QUIET: bytes = b""
 
+    #: A complete event block (LF line ends) that ``feed`` certainly counts as a token: when
+    #: the raw bytes of a stream's head hold one, the first token came at or before it. Only a
+    #: shortcut for the observer (it stops taking a clock reading per chunk); None: no shortcut.
+    TOKEN_BLOCK: Optional[re.Pattern[bytes]] = None
+
     def quiet_prefix(self, data: bytes) -> int:
         """Once ``settled``: an offset in ``data`` (raw SSE bytes, LF line ends, starting at a
         block) where reading may start without changing what is recorded: the start of the last
@@ -155,6 +161,10 @@ class ChatInterpreter(Interpreter):
     # compact JSON, as the API sends it (spaced JSON is read block by block)
     QUIET = b'"finish_reason":null'
 
+    # a data line whose delta object has a non-empty "content" string (quotes inside strings are
+    # escaped, so these are the JSON's own; [^{}] keeps to the delta object's first level)
+    TOKEN_BLOCK = re.compile(rb'(?:^|\n\n)data: \{[^\n]*"delta":\{[^{}\n]*"content":"[^"][^\n]*\n\n')
+
     def settled(self) -> bool:
         return self.seen_token and self.model_set and not self.collecting
 
@@ -203,6 +213,8 @@ class ResponsesInterpreter(Interpreter):
         return None
 
     QUIET = b".delta\n"
+
+    TOKEN_BLOCK = re.compile(rb'(?:^|\n\n)event: [^\n]*\.delta\ndata: [^\n]*\n\n')
 
     def skip_raw(self, block: bytes) -> bool:
         # feed decides on the event name alone for all but the events in _PARSED
@@ -259,6 +271,10 @@ class MessagesInterpreter(Interpreter):
         return None
 
     QUIET = b"event: content_block_delta\n"
+
+    # any delta but a signature's counts (see feed)
+    TOKEN_BLOCK = re.compile(rb'(?:^|\n\n)event: content_block_delta\ndata: \{"type":"content_block_delta"[^\n]*'
+                             rb'"delta":\{"type":"(?!signature_delta")[^\n]*\n\n')
 
     def skip_raw(self, block: bytes) -> bool:
         # feed's own early returns; a block naming a second event is left to the parser (the last wins)

@@ -101,6 +101,9 @@ def parse_lines(block: bytes) -> tuple[Optional[str], Optional[str]]:
 #: Chunks kept before a batch is read (bounds the memory held for a stream).
 TAIL_CHUNKS = 64
 
+#: Head chunks taken with clock readings between two looks for a token (``head_has_token``).
+HEAD_STEP = 8
+
 _chunk_of = itemgetter(0)
 
 
@@ -111,12 +114,13 @@ class Observer:
     (``skip_raw``: content deltas once the first token is seen, pings) is skipped on
     the raw bytes, never decoded or parsed.
 
-    Two phases keep the per-chunk cost low. At the head of a stream, until the interpreter is
-    ``settled`` (the first token seen), every chunk is read with its arrival time: for a
-    stream the SDK reads (sync), the chunks pass through C code into ``timed`` with a
-    reading of the call's clock each, and are read in batches of ``TAIL_CHUNKS`` as the tail
-    is (``read_timed``), the first token timed by its chunk's arrival; otherwise each chunk
-    is read as it passes. Once settled, chunks are only collected in ``tail`` and read in batches: when
+    Two phases keep the per-chunk cost low. At the head of a stream, until the first token,
+    every chunk is read with its arrival time: for a stream the SDK reads (sync), the chunks
+    pass through C code into ``timed`` with a reading of the call's clock each, until the
+    raw bytes surely hold the first token (``head_has_token``, looked at every ``HEAD_STEP``
+    chunks), and are read later (``read_timed``), the first token timed by its chunk's
+    arrival; otherwise each chunk is read as it passes, until the interpreter is ``settled``.
+    After the head, chunks are only collected in ``tail`` and read in batches: when
     ``TAIL_CHUNKS`` are waiting, when a chunk ends with the interpreter's ``END`` (OpenAI's
     ``[DONE]``) or starts with its ``ERROR_START`` (the SDK stops reading at both), at the
     body's end, on a read error, and, on the worker thread, when the response is closed
@@ -219,6 +223,18 @@ class Observer:
             interp.arrived = None
         return settled
 
+    def head_has_token(self) -> bool:
+        """Whether the unread head surely holds the first token (``Interpreter.TOKEN_BLOCK``): the
+        chunks after it need no clock reading. False when unsure."""
+        interp = self._interp
+        if interp.seen_token:
+            return True
+        pattern = interp.TOKEN_BLOCK
+        if pattern is None:
+            return False
+        data = self._buf + b"".join(map(_chunk_of, self.timed))
+        return data.find(b"\r") < 0 and pattern.search(data) is not None
+
     def tail_checks(self) -> tuple[list[bytes], Optional[bytes], int, Optional[bytes], int]:
         """``(tail, end, n, err, k)`` for the wrappers' tail loops: a chunk is read at once if
         ``chunk[n:] == end`` or ``chunk[:k] == err`` (None, for no marker, equals no slice)."""
@@ -241,7 +257,7 @@ class Observer:
             if self._buf:
                 data, self._buf = self._buf + data, b""
             interp = self._interp
-            if interp is not None and data.find(b"\r") < 0:
+            if interp is not None and interp.settled() and data.find(b"\r") < 0:
                 cut = interp.quiet_prefix(data)
                 if cut:
                     data = data[cut:]
@@ -363,9 +379,14 @@ def _make_sync(base: type) -> type:
                     timed = observer.timed
                     pairs = filterfalse(timed.append, zip(chunks, iter(clock, None)))
                     while True:
-                        yield from map(_chunk_of, islice(pairs, TAIL_CHUNKS))
-                        if len(timed) < TAIL_CHUNKS or observer.read_timed():
-                            break  # the body ended, or the head is read
+                        before = len(timed)
+                        yield from map(_chunk_of, islice(pairs, HEAD_STEP))
+                        if len(timed) - before < HEAD_STEP:
+                            break  # the body ended
+                        if observer.head_has_token():
+                            break  # the first token's chunk has its time: the rest needs none
+                        if len(timed) >= TAIL_CHUNKS and observer.read_timed():
+                            break  # read here, to bound what is held
                 else:
                     for chunk in chunks:  # head: read each chunk before the SDK sees it
                         settled = feed(chunk)
