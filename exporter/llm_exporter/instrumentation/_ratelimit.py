@@ -1,11 +1,10 @@
 """Rate-limit response headers -> ``llm_ratelimit_remaining`` / ``llm_ratelimit_limit``.
 
-Runs for every HTTP attempt (with the batch of finished calls, ``Call.defer``), so the
-usual case is kept to C-level work: one pass that maps
-the lower-case header names to their values (``header_map``), one lookup per header we
-read, and, when every value is present and plain digits, one list store into the
-(provider, model)'s ``recorder.RateLimits`` (parsed when scraped). Anything else takes
-``recorder.set_ratelimits``, which checks each value.
+Runs for every HTTP attempt (with the batch of finished calls, ``Call.defer``), so the usual
+case is kept to C-level work: one pass that maps the lower-case header names to their values
+(``header_map``), one lookup per header we read, and, when every value is present and plain
+digits, one list store into the (provider, model)'s ``recorder.RateLimits`` (parsed when
+scraped). Anything else takes ``recorder.set_ratelimits``, which checks each value.
 """
 
 from __future__ import annotations

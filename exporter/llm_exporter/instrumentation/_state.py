@@ -64,13 +64,12 @@ class CallState:
     def on_response(self, response: Any, is_async: Optional[bool] = None) -> None:
         """Headers of every attempt (read with the batch); for the successful one, hook the body if needed."""
         found: Any = None
+        names = None
         try:
             headers = response.headers
             if self.stream or self.raw:  # the content type decides now: map the headers once, here
                 found, names = _ratelimit.header_map(headers)
-                self.call.defer(partial(_ratelimit.record_headers, self.provider, self.model, headers, found, names))
-            else:
-                self.call.defer(partial(_ratelimit.record_headers, self.provider, self.model, headers))
+            self.call.defer(partial(_ratelimit.record_headers, self.provider, self.model, headers, found, names))
         except Exception:
             log_failure("instrument.ratelimit", "reading rate-limit headers failed")
         status = getattr(response, "status_code", 0)
