@@ -378,3 +378,19 @@ def test_a_failing_deferred_record_is_logged_and_the_others_applied(reg, caplog)
     with caplog.at_level(logging.WARNING, logger="llm_exporter"):
         assert v(reg, "llm_requests_total", **OA, finish_reason="stop") == 2
     assert "recording a finished LLM call failed" in caplog.text
+
+
+def test_stop_ends_the_duration_and_first_token_at_times_a_token_read_later(reg):
+    clock = FakeClock()
+    call = start_call("openai", "gpt-4o-mini", stream=True, clock=clock)
+    clock.t += 0.4
+    arrived = call.clock()  # the caller keeps the chunk's arrival time and reads the chunk later
+    clock.t += 0.8
+    call.stop()
+    clock.t += 5.0  # reading the stream after it ended
+    call.first_token(at=arrived)
+    call.set_usage(input_tokens=5, output_tokens=3)
+    call.finish()
+    assert v(reg, "llm_request_duration_seconds_sum", **OA) == pytest.approx(1.2)
+    assert v(reg, "llm_time_to_first_token_seconds_sum", **OA) == pytest.approx(0.4)
+    assert v(reg, "llm_time_per_output_token_seconds_sum", **OA) == pytest.approx(0.4)  # (1.2 - 0.4) / 2
