@@ -42,8 +42,9 @@ from .errors import log_failure
 Key = tuple[str, str, str, str]
 INF = float("inf")
 
-#: Finished calls waiting at most before the thread finishing one more applies them all
-#: (bounds the memory held: each may hold its response, or a stream's last chunks).
+#: Records waiting at most before the thread queueing one more applies them all (bounds the
+#: memory held: a call's record may hold its response, or a stream's unread chunks; an
+#: instrumented call queues two, its rate-limit headers and its end).
 BATCH = 64
 
 #: Families whose values live in the store (all keyed by the common labels or a prefix of them).
