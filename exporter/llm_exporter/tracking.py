@@ -230,14 +230,9 @@ class Call:
             self._duration = max(0.0, (self._clock() if end is None else end) - self._start)
             if error is not None:
                 self._error_type = classify_error(error)  # now: an exception holds its frames alive
-            store = m.store
         except Exception:
             log_failure("finish", "recording an LLM call failed; its metrics were dropped")
-            store = None
-        if store is None:
-            self._record()
-        else:
-            store.defer(self._record)
+        self.defer(self._record)
 
     def _record(self) -> None:
         m, b = self._m, self._b

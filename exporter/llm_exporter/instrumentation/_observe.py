@@ -272,9 +272,14 @@ class Observer:
         with the next batch of finished calls (``Call.defer``)."""
         if self.done or self.handed_off:
             return
-        self.handed_off = True  # closing() and abandon() leave it to _ended
+        self._end_with_batch(self._ended)
+
+    def _end_with_batch(self, read: Any) -> None:
+        """The stream is over: its duration ends now; ``read`` (what is left, then the finish)
+        runs with the next batch of finished calls."""
+        self.handed_off = True  # closing(), abandon() and the finalizer leave it to ``read``
         self.call.stop()
-        self.call.defer(self._ended)
+        self.call.defer(read)
 
     def _ended(self) -> None:
         self.drain()
@@ -311,10 +316,7 @@ class Observer:
         if self.sdk_reads and last is not None:
             if (self.end_bytes and last.endswith(self.end_bytes)) or (
                     self.error_start and last.find(self.error_start) >= 0):
-                # the stream's end: read it with the next batch, as end() does
-                self.handed_off = True
-                self.call.stop()
-                self.call.defer(self._settle)
+                self._end_with_batch(self._settle)  # the stream's end, as in end()
                 return
         self.abandon()
 
