@@ -79,3 +79,49 @@ def test_worker_processes_aggregate_exactly(tmp_path, monkeypatch):
 def test_mark_process_dead_is_a_noop_without_multiproc_dir(monkeypatch):
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     mark_process_dead(12345)
+
+
+SDK_WORKER = textwrap.dedent("""
+    import sys
+    import openai
+    from llm_exporter import instrument, metrics
+    assert metrics.multiprocess_mode()
+    client = instrument(openai.OpenAI(base_url=sys.argv[1], api_key="test", max_retries=1))
+    msgs = [{"role": "user", "content": "hi"}]
+    client.chat.completions.create(model="gpt-4o", messages=msgs)  # a 429, then the answer
+    list(client.chat.completions.create(model="gpt-4o", messages=msgs, stream=True,
+                                        stream_options={"include_usage": True}))
+    try:
+        client.with_options(max_retries=0).chat.completions.create(model="gpt-4o", messages=msgs)
+    except openai.InternalServerError:
+        pass
+""")
+
+
+def test_instrumented_sdk_calls_in_a_worker(tmp_path, monkeypatch):
+    """Multi-process mode records an instrumented call when it ends (no batch: the parent reads
+    the worker's files)."""
+    from llm_exporter.fakeprovider import FakeProvider, Reply, openai_ratelimit_headers
+
+    fresh_registry()
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    usage = dict(prompt_tokens=100, completion_tokens=10)
+    with FakeProvider() as server:
+        server.enqueue(Reply(status=429, retry_after=0.01, headers=openai_ratelimit_headers(500, 0, 90000, 12)),
+                       Reply(headers=openai_ratelimit_headers(500, 499, 90000, 89000), **usage),
+                       Reply(text="a b c", **usage), Reply(status=500))
+        subprocess.run([sys.executable, "-c", SDK_WORKER, server.openai_base_url], env=env, check=True, timeout=60)
+
+    s = scrape(monkeypatch, tmp_path)
+    lab = dict(LAB, feature="unknown")
+    assert val(s, "llm_requests_total", **lab, finish_reason="stop") == 2
+    assert val(s, "llm_requests_total", **lab, finish_reason="error") == 1
+    assert val(s, "llm_errors_total", **lab, error_type="server_error") == 1
+    assert val(s, "llm_retries_total", **lab) == 1
+    assert val(s, "llm_tokens_total", **lab, token_type="input") == 200
+    assert val(s, "llm_tokens_total", **lab, token_type="output") == 20
+    assert val(s, "llm_time_to_first_token_seconds_count", **lab) == 1
+    assert val(s, "llm_in_flight_requests", provider="openai", model="gpt-4o", feature="unknown") == 0
+    rl = dict(provider="openai", model="gpt-4o")
+    assert val(s, "llm_ratelimit_remaining", **rl, resource="requests") == 499
+    assert val(s, "llm_ratelimit_remaining", **rl, resource="tokens") == 89000

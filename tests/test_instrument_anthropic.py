@@ -178,13 +178,16 @@ def test_529_exhausted_is_overloaded_and_reraised(mode, server, registry):
 @pytest.mark.parametrize("mode", MODES)
 def test_429_no_retries_is_rate_limit(mode, server, registry):
     async def body(c: Ctx) -> None:
-        server.enqueue(Reply(status=429, retry_after=0.01))
+        server.enqueue(Reply(status=429, retry_after=0.01, headers=anthropic_ratelimit_headers(requests=(50, 0))))
         with pytest.raises(anthropic.RateLimitError):
             await c(c.client.messages.create, **KW)
 
     run(mode, server, body, max_retries=0)
     assert_one(registry, MODEL, "error", error="rate_limit")
     assert registry.get_sample_value("llm_retries_total", L(MODEL)) == 0
+    rl = dict(provider="anthropic", model=MODEL, resource="requests")  # the failed attempt's headers count too
+    assert registry.get_sample_value("llm_ratelimit_remaining", rl) == 0
+    assert registry.get_sample_value("llm_ratelimit_limit", rl) == 50
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import threading
 import time
 
 import openai
@@ -369,6 +370,28 @@ def test_stream_abandoned_and_garbage_collected_is_cancelled(server, registry):
     gc.collect()
     assert flush()
     assert_one(registry, "gpt-4o-mini", "cancelled", error="cancelled")
+    client.close()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_call_is_in_flight_while_it_runs(stream, server, registry):
+    """A parsed (non-streamed) call is opened with the batch of finished calls; a scrape during the
+    call applies the batch, so the call shows in flight all the same."""
+    client = llm_exporter.instrument(OpenAI(base_url=server.openai_base_url, api_key="test"))
+    server.enqueue(Reply(delay_s=0.4, **USAGE))
+    kw = dict(stream=True, stream_options={"include_usage": True}) if stream else {}
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (
+        list(client.chat.completions.create(model="gpt-4o-mini", messages=MSGS, **kw)), done.set()))
+    worker.start()
+    seen = []
+    while not done.is_set():
+        seen.append(in_flight(registry, "gpt-4o-mini"))
+        time.sleep(0.02)
+    worker.join()
+    assert seen.count(1) >= 5 and set(seen) <= {None, 0, 1}  # about 20 scrapes during the 0.4 s delay
+    assert_one(registry, "gpt-4o-mini", "stop")
+    assert tokens(registry, "gpt-4o-mini") == SPLIT
     client.close()
 
 

@@ -29,38 +29,36 @@ class Call:
     Facts given after ``finish`` are ignored: what the call recorded is decided when it finishes.
     """
 
-    __slots__ = ("_m", "_b", "_clock", "_start", "_stream", "_request_model", "_additive", "_ttft",
-                 "_provider_additive", "_input", "_output", "_cache_read", "_cache_write", "_reasoning", "_usage_known",
-                 "_finish_reason", "_response_model", "_retries", "_refused", "_done", "_ex", "_once",
-                 "_stopped", "_duration", "_error_type")
+    # Facts start at these class-level values; an instance stores only what it sets (making a
+    # call runs inside the app's call: the fewer stores, the less it costs).
+    _ttft: float | None = None
+    _input: int | None = None
+    _output: int | None = None
+    _cache_read: int | None = None
+    _cache_write: int | None = None
+    _reasoning: int | None = None
+    _usage_known = False
+    _finish_reason: str | None = None
+    _response_model: str | None = None
+    _retries = 0
+    _refused = False
+    _done = False
+    _stopped: float | None = None
+    _duration = 0.0
+    _error_type: str | None = None
 
-    def __init__(self, m: metrics.Metrics | None, b: metrics.Bundle | None, *, clock: Clock,
-                 stream: bool, request_model: str | None, additive: bool) -> None:
+    def __init__(self, m: metrics.Metrics | None, b: metrics.Bundle | None, *, clock: Clock, start: float,
+                 stream: bool, request_model: str | None, additive: bool, ex: dict[str, str] | None) -> None:
         self._m = m
         self._b = b
         self._clock = clock
-        self._start = clock()
+        self._start = start
         self._stream = stream
         self._request_model = request_model
         self._additive = additive
         self._provider_additive = additive
-        self._ttft: float | None = None
-        self._input: int | None = None
-        self._output: int | None = None
-        self._cache_read: int | None = None
-        self._cache_write: int | None = None
-        self._reasoning: int | None = None
-        self._usage_known = False
-        self._finish_reason: str | None = None
-        self._response_model: str | None = None
-        self._retries = 0
-        self._refused = False
-        self._done = False
         self._once = [True]  # list.pop() is atomic: exactly one finish() wins across threads
-        self._stopped: float | None = None
-        self._duration = 0.0
-        self._error_type: str | None = None
-        self._ex = exemplar(m) if m is not None else None
+        self._ex = ex
 
     # --- facts about the call -----------------------------------------------------
 
@@ -195,11 +193,14 @@ class Call:
 
     # --- finishing -----------------------------------------------------------------
 
-    def stop(self) -> None:
+    def stop(self, at: float | None = None) -> None:
         """End the call's duration now, though ``finish`` comes later (the instrumentation
-        reads a response, or a stream's last chunks, after the call, with the batch)."""
+        reads a response, or a stream's last chunks, after the call, with the batch).
+
+        ``at``: a reading of ``clock`` taken when the call ended; default now.
+        """
         if self._stopped is None:
-            self._stopped = self._clock()
+            self._stopped = self._clock() if at is None else at
 
     def defer(self, apply: Callable[[], None]) -> None:
         """Run ``apply`` with the next batch of finished calls (``store.Store.defer``); at once
@@ -296,19 +297,35 @@ def start_call(provider: str, model: str, feature: str | None = None, operation:
     ``clock`` (default ``time.perf_counter``) is injectable for tests.
     """
     clk = clock or time.perf_counter
-    m = b = None
-    additive = False
     try:
         m = metrics.current()
-        b = m.lookup(provider, model, current_feature(feature), operation)
-        prov = b.key[0]
-        additive = normalise.is_additive(prov if prov != OVERFLOW_VALUE else normalise.provider(provider))
-        b.in_flight.inc()
+        feature = current_feature(feature)
+        ex = exemplar(m)
     except Exception:
         log_failure("start_call", "starting LLM call metrics failed; this call is not recorded")
-        m = b = None
+        m = ex = None
+    return open_call(m, provider, model, feature, operation, stream, clk, clk(), ex)
+
+
+def open_call(m: metrics.Metrics | None, provider: str, model: str, feature: Any, operation: str, stream: bool,
+              clock: Clock, start: float, ex: dict[str, str] | None) -> Call:
+    """``start_call`` with what it reads from the caller's context given: the metrics, the
+    feature, the start time and the exemplar. For a caller that opens the call after it started
+    (the instrumentation, with the batch of finished calls). Never raises."""
+    b = None
+    additive = False
+    if m is not None:
+        try:
+            b = m.lookup(provider, model, feature, operation)
+            prov = b.key[0]
+            additive = normalise.is_additive(prov if prov != OVERFLOW_VALUE else normalise.provider(provider))
+            b.in_flight.inc()
+        except Exception:
+            log_failure("start_call", "starting LLM call metrics failed; this call is not recorded")
+            m = b = None
     req_model = model if isinstance(model, str) else None
-    return Call(m, b, clock=clk, stream=bool(stream), request_model=req_model, additive=additive)
+    return Call(m, b, clock=clock, start=start, stream=bool(stream), request_model=req_model, additive=additive,
+                ex=ex)
 
 
 _RESPONSE_MARKERS = ("usage", "choices", "stop_reason")
@@ -392,4 +409,4 @@ class track:  # noqa: N801 - public API name is lower case
         return wrapper  # type: ignore[return-value]
 
 
-__all__ = ["Call", "start_call", "track"]
+__all__ = ["Call", "open_call", "start_call", "track"]

@@ -15,16 +15,13 @@ from ._state import _active
 HOOK_ATTR = "_llm_exporter_hook"
 
 
-def _on_request(request: Any) -> None:
+def request_hook(request: Any) -> None:
     state = _active.get()
     if state is not None:
-        try:
-            state.on_attempt()
-        except Exception:
-            log_failure("instrument.hook", "request hook failed")
+        state.attempts += 1  # the wrapper gives the attempts after the first to the call as retries
 
 
-def _on_response(response: Any, is_async: bool) -> None:
+def response_hook(response: Any, is_async: bool = False) -> None:
     state = _active.get()
     if state is not None:
         try:
@@ -33,20 +30,12 @@ def _on_response(response: Any, is_async: bool) -> None:
             log_failure("instrument.hook", "response hook failed")
 
 
-def request_hook(request: Any) -> None:
-    _on_request(request)
-
-
-def response_hook(response: Any) -> None:
-    _on_response(response, False)
-
-
 async def arequest_hook(request: Any) -> None:
-    _on_request(request)
+    request_hook(request)
 
 
 async def aresponse_hook(response: Any) -> None:
-    _on_response(response, True)
+    response_hook(response, True)
 
 
 for _f in (request_hook, response_hook, arequest_hook, aresponse_hook):

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import contextvars
 from functools import partial
+from time import perf_counter
 from typing import Any, Optional
 
+from .. import metrics
+from ..context import current_feature
 from ..errors import log_failure
+from ..recorder import exemplar
+from ..tracking import open_call
 from . import _ratelimit
 from ._observe import observe
 
@@ -36,48 +41,71 @@ def asks_raw(kwargs: dict[str, Any]) -> bool:
 
 
 class CallState:
-    """One instrumented API call: its ``Call`` plus what the HTTP hooks learn."""
+    """One instrumented API call: its ``Call`` plus what the method wrapper and the HTTP hooks learn.
 
-    __slots__ = ("call", "provider", "model", "operation", "stream", "raw", "attempts", "observer", "raw_body")
+    A call with a parsed result (not streamed, no raw response) in a single-process app is made
+    in the call as this object only: its ``Call`` is opened (labels, ``llm_in_flight_requests``)
+    with the batch of finished calls (``store.Store.defer``), in queue order ahead of its finish,
+    so a scrape while it runs still sees it in flight. The hooks only note what they see. Streams,
+    raw responses and multi-process mode open the ``Call`` at once.
+    """
 
-    def __init__(self, call: Any, provider: str, model: str, operation: str, stream: bool,
+    __slots__ = ("call", "provider", "model", "operation", "stream", "raw", "attempts", "observer", "raw_body",
+                 "headers", "m", "feature", "start", "ex")
+
+    def __init__(self, provider: str, model: str, feature: Optional[str], operation: str, stream: bool,
                  raw: bool = False) -> None:
-        self.call = call
         self.provider = provider
         self.model = model
         self.operation = operation
         self.stream = stream
         self.raw = raw  # the caller gets the raw response, not a parsed object
-        self.attempts = 0
+        self.attempts = 0  # HTTP attempts sent (the hooks count them; the retries are the rest)
         self.observer: Any = None  # body observer that will finish the call (streams, raw responses)
         self.raw_body: Optional[bytes] = None  # body of a raw response already read by the SDK
+        self.headers: list[Any] = []  # each attempt's response headers (parsed results; read with the batch)
+        self.call: Any = None  # opened by ``open``: now, or with the batch
+        m = metrics.current()
+        self.m = m
+        self.feature = current_feature(feature)  # from the caller's context: read now
+        self.ex = exemplar(m)
+        self.start = perf_counter()
+        if m.store is None or stream or raw:
+            self.open()
+        else:
+            m.store.defer(self.open)
 
-    def on_attempt(self) -> None:
-        """An HTTP attempt is about to be sent (runs inside the SDK's retry loop)."""
-        self.attempts += 1
+    def open(self) -> None:
+        self.call = open_call(self.m, self.provider, self.model, self.feature, self.operation, self.stream,
+                              perf_counter, self.start, self.ex)
+
+    def count_retries(self) -> None:
+        """Give the attempts after the first to the call (once: the attempts left count as one)."""
         if self.attempts > 1:
-            try:
-                self.call.add_retries(1)
-            except Exception:
-                log_failure("instrument.retries", "counting a retry failed")
+            self.call.add_retries(self.attempts - 1)
+            self.attempts = 1
 
     def on_response(self, response: Any, is_async: Optional[bool] = None) -> None:
-        """Headers of every attempt (read with the batch); for the successful one, hook the body if needed."""
+        """Every attempt's headers (rate limits, read with the batch); for the successful one of a
+        stream or raw response, hook the body."""
+        headers = response.headers
+        if not (self.stream or self.raw):
+            self.headers.append(headers)  # a parsed result: the wrapper reads it, and these, with the batch
+            return
         found: Any = None
         names = None
         try:
-            headers = response.headers
-            if self.stream or self.raw:  # the content type decides now: map the headers once, here
-                found, names = _ratelimit.header_map(headers)
+            found, names = _ratelimit.header_map(headers)  # the content type decides now: map the headers once
             self.call.defer(partial(_ratelimit.record_headers, self.provider, self.model, headers, found, names))
         except Exception:
             log_failure("instrument.ratelimit", "reading rate-limit headers failed")
         status = getattr(response, "status_code", 0)
-        if not (isinstance(status, int) and 200 <= status < 300) or not (self.stream or self.raw):
-            return  # a parsed result (the wrapper reads it) or a failed attempt: no body to hook
+        if not (isinstance(status, int) and 200 <= status < 300):
+            return  # a failed attempt: no body to hook
+        self.count_retries()  # the attempts are over: the body may end the call before the method returns
         ctype = found.get(_ratelimit.CONTENT_TYPE) if found is not None else None
         if ctype is None:
-            ctype = response.headers.get("content-type", "")
+            ctype = headers.get("content-type", "")
         if (ctype.find(b"text/event-stream") if isinstance(ctype, bytes) else str(ctype).find("text/event-stream")) >= 0:
             self.observer = observe(self, response, "sse", is_async=is_async)
             return
@@ -87,3 +115,9 @@ class CallState:
                 self.raw_body = response.content  # already read (plain with_raw_response)
             except Exception:
                 self.observer = observe(self, response, "json", is_async=is_async)  # read later by the caller
+
+    def record_headers(self) -> None:
+        """Rate limits from each attempt's headers noted by ``on_response`` (with the batch)."""
+        for headers in self.headers:
+            _ratelimit.record_headers(self.provider, self.model, headers)
+        self.headers.clear()

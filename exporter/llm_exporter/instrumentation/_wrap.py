@@ -6,12 +6,12 @@ import functools
 import inspect
 import json
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any, Callable, Optional
 
 from .. import contract
 from ..context import current_feature
-from ..errors import log_failure
-from ..tracking import start_call
+from ..errors import classify_error, log_failure
 from ._state import CallState, _active, asks_raw
 
 WRAPPED_ATTR = "__llm_exporter_wrapped__"
@@ -38,10 +38,9 @@ def begin(provider: str, spec: MethodSpec, kwargs: dict[str, Any], feature: Opti
     try:
         model = kwargs.get("model")
         model = model if isinstance(model, str) and model else "unknown"
-        stream = spec.manager or kwargs.get("stream") is True
-        call = start_call(provider=provider, model=model, feature=None if feature is None else _feature(feature),
-                          operation=spec.operation, stream=stream)
-        return CallState(call, provider, model, spec.operation, stream, asks_raw(kwargs))
+        return CallState(provider, model, None if feature is None else _feature(feature), spec.operation,
+                         spec.manager or kwargs.get("stream") is True,
+                         "extra_headers" in kwargs and asks_raw(kwargs))
     except Exception:
         log_failure("instrument.begin", "starting an instrumented call failed")
         return None
@@ -49,48 +48,68 @@ def begin(provider: str, spec: MethodSpec, kwargs: dict[str, Any], feature: Opti
 
 def fail(state: CallState, exc: BaseException) -> None:
     try:
+        if state.call is None:  # not opened yet: the error is classified now (an exception holds its frames)
+            state.m.store.defer(functools.partial(_finish, state, None, perf_counter(), classify_error(exc)))
+            return
+        state.count_retries()
         state.call.finish(error=exc)
+        state.record_headers()
     except Exception:
         log_failure("instrument.fail", "recording a failed call failed")
 
 
 def complete(state: CallState, result: Any) -> None:
     """The method returned: record the result, unless a body observer will finish the call."""
-    call = state.call
     try:
-        if state.observer is not None:
-            return  # streams and unread raw bodies finish when their body ends or is closed
-        raw = state.raw  # the caller asked for the raw response (see asks_raw), not a parsed object
-        if state.raw_body is not None and (raw or state.stream):
-            call.record_response(json.loads(state.raw_body))
-        elif state.stream or raw:
-            pass  # no body seen (should not happen with the HTTP hooks in place): record what is known
-        elif state.operation == "embeddings":
-            usage = getattr(result, "usage", None)
-            prompt = getattr(usage, "prompt_tokens", None)
-            if isinstance(prompt, int):
-                call.set_usage(input_tokens=prompt, output_tokens=0)
-            model = getattr(result, "model", None)
-            if isinstance(model, str):
-                call.set_response_model(model)
-        else:
+        if not (state.stream or state.raw):
             # the SDK's parsed result; also when the SDK itself asked for a raw response (anthropic's
             # middleware chain does for plain calls): no second parse of the body. Read with the
             # batch, after the call (see store.Store.defer); the duration ends here.
-            call.stop()
-            call.defer(functools.partial(_read_and_finish, call, result))
+            if state.call is None:
+                state.m.store.defer(functools.partial(_finish, state, result, perf_counter(), None))
+            else:
+                state.call.stop()
+                state.call.defer(functools.partial(_finish, state, result, None, None))
             return
+        call = state.call
+        state.count_retries()
+        if state.observer is not None:
+            return  # streams and unread raw bodies finish when their body ends or is closed
+        if state.raw_body is not None:
+            call.record_response(json.loads(state.raw_body))
+        # else no body seen (should not happen with the HTTP hooks in place): record what is known
     except Exception:
         log_failure("instrument.complete", "reading an API result failed")
     try:
-        call.finish()
+        state.call.finish()
     except Exception:
         log_failure("instrument.finish", "finishing a call failed")
 
 
-def _read_and_finish(call: Any, result: Any) -> None:
-    call.record_response(result)
-    call.finish()
+def _finish(state: CallState, result: Any, stopped: Optional[float], error_type: Optional[str]) -> None:
+    """Finish a call with a parsed result (or none, on ``error_type``), with the batch."""
+    call = state.call
+    call.stop(stopped)
+    state.count_retries()
+    try:
+        state.record_headers()
+        if error_type is None:
+            _read_result(call, state.operation, result)
+    finally:
+        call.finish(error_type)
+
+
+def _read_result(call: Any, operation: str, result: Any) -> None:
+    if operation != "embeddings":
+        call.record_response(result)
+        return
+    usage = getattr(result, "usage", None)
+    prompt = getattr(usage, "prompt_tokens", None)
+    if isinstance(prompt, int):
+        call.set_usage(input_tokens=prompt, output_tokens=0)
+    model = getattr(result, "model", None)
+    if isinstance(model, str):
+        call.set_response_model(model)
 
 
 def wrap_method(original: Callable[..., Any], provider: str, spec: MethodSpec,

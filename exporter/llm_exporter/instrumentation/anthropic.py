@@ -14,8 +14,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ..errors import log_failure
-from ._hooks import install_event_hooks
-from ._state import _active
+from ._hooks import install_event_hooks, request_hook, response_hook
 from ._wrap import MethodSpec, install_methods
 
 PROVIDER = "anthropic"
@@ -29,25 +28,10 @@ METHODS: tuple[MethodSpec, ...] = (
 _middleware_class: Optional[type] = None
 
 
-def _attempt(request: Any, response: Any, is_async: bool) -> None:
-    state = _active.get()
-    if state is None:
-        return
-    try:
-        http_response = getattr(response, "http_response", None)
-        if http_response is not None:
-            state.on_response(http_response, is_async)
-    except Exception:
-        log_failure("instrument.middleware", "middleware failed reading a response")
-
-
-def _started() -> None:
-    state = _active.get()
-    if state is not None:
-        try:
-            state.on_attempt()
-        except Exception:
-            log_failure("instrument.middleware", "middleware failed counting an attempt")
+def _attempt(response: Any, is_async: bool) -> None:
+    http_response = getattr(response, "http_response", None)  # the SDK's wrapper of the httpx response
+    if http_response is not None:
+        response_hook(http_response, is_async)
 
 
 def middleware_class() -> Optional[type]:
@@ -63,15 +47,15 @@ def middleware_class() -> Optional[type]:
             """Per-attempt metrics: retries, rate-limit headers, the response body."""
 
             def handle(self, request: Any, call_next: Any) -> Any:
-                _started()
+                request_hook(request)
                 response = call_next(request)
-                _attempt(request, response, False)
+                _attempt(response, False)
                 return response
 
             async def handle_async(self, request: Any, call_next: Any) -> Any:
-                _started()
+                request_hook(request)
                 response = await call_next(request)
-                _attempt(request, response, True)
+                _attempt(response, True)
                 return response
 
         _middleware_class = LLMExporterMiddleware
