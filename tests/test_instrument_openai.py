@@ -421,6 +421,32 @@ def test_derived_clients_and_feature_precedence(server, registry):
     client.close()
 
 
+def test_exemplar_and_feature_come_from_the_callers_context(server, registry):
+    """A parsed call is opened with the batch, in another thread here (the scrape's): the trace id
+    and the feature(...) block are still the caller's."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from prometheus_client.openmetrics.exposition import generate_latest
+
+    client = llm_exporter.instrument(OpenAI(base_url=server.openai_base_url, api_key="test"))
+    server.enqueue(Reply(**USAGE), Reply(**USAGE))
+    with TracerProvider().get_tracer("test").start_as_current_span("chat") as span:
+        trace_id = format(span.get_span_context().trace_id, "032x")
+        with llm_exporter.feature("search"):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    bodies: list[str] = []
+    scraper = threading.Thread(target=lambda: bodies.append(generate_latest(registry).decode()))
+    scraper.start()
+    scraper.join()
+    buckets = [x for x in bodies[0].splitlines() if x.startswith("llm_request_duration_seconds_bucket{")]
+    with_exemplar = {("search" if 'feature="search"' in x else "unknown") for x in buckets if "# {" in x}
+    assert with_exemplar == {"search"}
+    assert all(f'trace_id="{trace_id}"' in x for x in buckets if "# {" in x)
+    assert_one(registry, "gpt-4o-mini", "stop", feature="search")
+    assert_one(registry, "gpt-4o-mini", "stop")
+    client.close()
+
+
 def test_azure_client_is_supported(server, registry):
     client = openai.AzureOpenAI(azure_endpoint=server.url, api_key="test", api_version="2024-10-21")
     assert llm_exporter.instrument(client) is client

@@ -51,7 +51,7 @@ class CallState:
     """
 
     __slots__ = ("call", "provider", "model", "operation", "stream", "raw", "attempts", "observer", "raw_body",
-                 "headers", "m", "feature", "start", "ex")
+                 "headers", "m", "feature", "start")
 
     def __init__(self, provider: str, model: str, feature: Optional[str], operation: str, stream: bool,
                  raw: bool = False) -> None:
@@ -65,19 +65,21 @@ class CallState:
         self.raw_body: Optional[bytes] = None  # body of a raw response already read by the SDK
         self.headers: list[Any] = []  # each attempt's response headers (parsed results; read with the batch)
         self.call: Any = None  # opened by ``open``: now, or with the batch
-        m = metrics.current()
-        self.m = m
-        self.feature = current_feature(feature)  # from the caller's context: read now
-        self.ex = exemplar(m)
+        self.feature = feature
+        self.m = m = metrics.current()
         self.start = perf_counter()
         if m.store is None or stream or raw:
             self.open()
         else:
-            m.store.defer(self.open)
+            # the feature(...) block and the trace it runs in are read with the batch, in a copy
+            # of the caller's context (a constant-time copy)
+            m.store.defer(partial(contextvars.copy_context().run, self.open))
 
     def open(self) -> None:
-        self.call = open_call(self.m, self.provider, self.model, self.feature, self.operation, self.stream,
-                              perf_counter, self.start, self.ex)
+        """Open the call (labels, ``llm_in_flight_requests``), in the caller's context."""
+        m = self.m
+        self.call = open_call(m, self.provider, self.model, current_feature(self.feature), self.operation,
+                              self.stream, perf_counter, self.start, exemplar(m))
 
     def count_retries(self) -> None:
         """Give the attempts after the first to the call (once: the attempts left count as one)."""
