@@ -21,13 +21,15 @@ from typing import Any, Callable, Iterator, Optional
 import httpx
 import pytest
 
+from llm_exporter import metrics
 from llm_exporter.fakeprovider import Reply, ToolCall
 from llm_exporter.fakeprovider import anthropic_wire, openai_wire
 from llm_exporter.fakeprovider.reply import RequestInfo, resolve
 from llm_exporter.instrumentation import flush
 from llm_exporter.instrumentation._events import DONE, INTERPRETERS
-from llm_exporter.instrumentation._observe import (HEAD_STEP, TAIL_CHUNKS, Observer, _stream_class, parse_block,
+from llm_exporter.instrumentation._observe import (TAIL_CHUNKS, Observer, _stream_class, parse_block,
                                                    parse_lines)
+from llm_exporter.instrumentation._tap import tap
 from llm_exporter.responses import read_usage
 from llm_exporter.testing import fresh_registry
 
@@ -82,8 +84,8 @@ class StubCall:
         with self._lock:
             self.ends.append(("cancel", None))
 
-    def stop(self) -> None:
-        pass  # the duration's end: Call's own tests cover it
+    def stop(self, at: Optional[float] = None) -> None:
+        self._stopped_at = at  # the duration's end: Call's own tests cover it
 
     def defer(self, apply: Any) -> None:
         self._deferred.append(apply)
@@ -128,17 +130,41 @@ class Chunks(httpx.SyncByteStream):
         self.closed = True
 
 
+class StubState:
+    """What a tap needs of ``CallState``: its call (open before anything deferred runs) and ``defer``."""
+
+    def __init__(self, call: StubCall, operation: str) -> None:
+        self.call = call
+        self.operation = operation
+        self.m = metrics.current()
+
+    def defer(self, apply: Any) -> None:
+        self.call.defer(apply)
+
+    def count_retries(self) -> None:
+        pass
+
+
+def wrapped(call: StubCall, operation: str, chunks: Any, sdk_reads: bool = True, tapped: bool = False) -> Any:
+    """The stream wrapper the instrumentation puts on a response body: a tap (a sync stream the
+    SDK reads, single-process) or an observed stream (``sdk_reads`` False: a raw response)."""
+    if tapped:
+        response = httpx.Response(200, stream=chunks)
+        return tap(StubState(call, operation), response, clock=call.clock)
+    return _stream_class(httpx.Response(200), False)(chunks, Observer(call, operation, "sse", sdk_reads=sdk_reads))
+
+
 def observed(operation: str, chunks: list[bytes], stop_after: Optional[bytes] = None,
-             close_after: Optional[int] = None, sdk_reads: bool = True) -> dict[str, Any]:
+             close_after: Optional[int] = None, sdk_reads: bool = True, tapped: bool = False) -> dict[str, Any]:
     """The real wrapper over ``chunks``, read as an SDK reads them.
 
     ``stop_after``: stop reading after the chunk that completes this event and close the response
     (OpenAI's SDK at ``[DONE]``); ``close_after``: the caller closes after that many chunks.
     ``sdk_reads``: the SDK's stream object reads the body (False: a caller reading a raw response).
+    ``tapped``: through the tap (``_tap``), as a sync stream the SDK reads in a single-process app.
     """
     call = StubCall()
-    observer = Observer(call, operation, "sse", sdk_reads=sdk_reads)
-    stream = _stream_class(httpx.Response(200), False)(Chunks(chunks), observer)
+    stream = wrapped(call, operation, Chunks(chunks), sdk_reads, tapped)
     seen = b""
     for i, chunk in enumerate(stream, 1):
         seen = (seen + chunk)[-64:]
@@ -288,11 +314,13 @@ def test_same_state_as_reading_every_block(name, refusals):
     assert expected["usage"] or expected["ends"] == [("finish", "StreamError")]
     for how, chunks in chunkings(body):
         assert observed(operation, chunks) == expected, how
+        assert observed(operation, chunks, tapped=True) == expected, f"tapped, {how}"
         assert observed(operation, chunks, sdk_reads=False) == expected, f"raw response, {how}"
         if how in ("per event", "random"):
             assert observed_async(operation, chunks) == expected, f"async, {how}"
         if operation == "chat":  # the SDK stops reading at [DONE] and closes the response
             assert observed(operation, chunks, stop_after=b"data: [DONE]") == expected, how
+            assert observed(operation, chunks, stop_after=b"data: [DONE]", tapped=True) == expected, how
             assert observed(operation, chunks, stop_after=b"data: [DONE]", sdk_reads=False) == expected, how
 
 
@@ -302,8 +330,8 @@ def test_closed_early_is_cancelled_after_what_was_read(operation):
     body = wire(operation, REPLIES["long"])
     chunks = [b + b"\n\n" for b in body.split(b"\n\n")[:-1]]
     for close_after in (8, TAIL_CHUNKS + 5, len(chunks) // 2):
-        for sdk_reads in (True, False):
-            state = observed(operation, chunks, close_after=close_after, sdk_reads=sdk_reads)
+        for sdk_reads, tapped in ((True, False), (False, False), (True, True)):
+            state = observed(operation, chunks, close_after=close_after, sdk_reads=sdk_reads, tapped=tapped)
             assert state["ends"] == [("cancel", None)]
             assert state["first_tokens"] == 1 and state["model"]
 
@@ -331,8 +359,9 @@ def test_observer_collects_at_most_one_batch(sdk_reads, most_held):
     ("messages", "error", ("finish", "StreamError")),
     ("responses", "error", ("finish", "StreamError")),
 ])
-@pytest.mark.parametrize("sdk_reads", [True, False], ids=["sdk stream", "raw response"])
-def test_last_event_in_its_own_chunk_ends_the_call_when_the_sdk_closes(operation, reply, end, sdk_reads):
+@pytest.mark.parametrize("sdk_reads, tapped", [(True, False), (False, False), (True, True)],
+                         ids=["sdk stream", "raw response", "tapped"])
+def test_last_event_in_its_own_chunk_ends_the_call_when_the_sdk_closes(operation, reply, end, sdk_reads, tapped):
     """The SDK stops reading at OpenAI's [DONE] and raises on error events, then closes the response.
     An early close is a cancellation, recorded on the worker thread; this close is the stream's end:
     the caller's thread stops the call's clock and leaves the tail to the next batch (raw responses
@@ -341,8 +370,7 @@ def test_last_event_in_its_own_chunk_ends_the_call_when_the_sdk_closes(operation
     chunks = re.findall(rb".*?\n\n", wire(operation, REPLIES[reply]), re.S)
     assert len(chunks) > 2 * TAIL_CHUNKS
     call = StubCall()
-    wrapper = _stream_class(httpx.Response(200), False)(Chunks(chunks), Observer(call, operation, "sse",
-                                                                                 sdk_reads=sdk_reads))
+    wrapper = wrapped(call, operation, Chunks(chunks), sdk_reads, tapped)
     stream = iter(wrapper)
     for _ in chunks:
         next(stream)  # the last chunk handed over; the SDK asks for no more
@@ -350,7 +378,7 @@ def test_last_event_in_its_own_chunk_ends_the_call_when_the_sdk_closes(operation
         assert call.ends == []
         wrapper.close()  # what the SDK does next
         flush()
-        assert call.ends == [] and len(call._deferred) == 1  # not handed to the worker as an early close
+        assert call.ends == [] and call._deferred  # not handed to the worker as an early close
     assert call.state()["ends"] == [end]
 
 
@@ -400,10 +428,11 @@ def first_token_chunk(operation: str, chunks: list[bytes]) -> int:
     raise AssertionError("no first token")
 
 
-@pytest.mark.parametrize("sdk_reads", [True, False], ids=["sdk stream", "raw response"])
+@pytest.mark.parametrize("sdk_reads, tapped", [(True, False), (False, False), (True, True)],
+                         ids=["sdk stream", "raw response", "tapped"])
 @pytest.mark.parametrize("name", ["chat/long", "chat/reasoning", "messages/long", "messages/tools",
                                   "responses/long"])
-def test_first_token_is_timed_by_its_chunks_arrival(name, sdk_reads):
+def test_first_token_is_timed_by_its_chunks_arrival(name, sdk_reads, tapped):
     """The head of a stream the SDK reads is read after it passed (with the batch, or once TAIL_CHUNKS
     wait); the first token is still timed when its chunk arrived, for every chunking (1-byte chunks put
     it hundreds of chunks in)."""
@@ -412,8 +441,7 @@ def test_first_token_is_timed_by_its_chunks_arrival(name, sdk_reads):
     for how, chunks in chunkings(body):
         source = Ticking(chunks)
         call = StubCall(clock=lambda: source.now)
-        observer = Observer(call, operation, "sse", sdk_reads=sdk_reads)
-        stream = _stream_class(httpx.Response(200), False)(source, observer)
+        stream = wrapped(call, operation, source, sdk_reads, tapped)
         for _ in stream:
             pass
         stream.close()
@@ -422,18 +450,40 @@ def test_first_token_is_timed_by_its_chunks_arrival(name, sdk_reads):
         assert call._first_token_at == first_token_chunk(operation, chunks), how
 
 
-@pytest.mark.parametrize("name", ["chat/long", "messages/long", "messages/tools", "responses/long"])
+@pytest.mark.parametrize("name", ["chat/long", "messages/long", "responses/long"])
 def test_clock_readings_stop_after_the_chunks_holding_the_first_token(name):
-    """As the APIs send them (an event per chunk), the first token is within the first HEAD_STEP chunks:
-    only those keep a clock reading (Interpreter.TOKEN_BLOCK), the rest are only collected."""
+    """As the APIs send them (an event per chunk), the first token is within the first TAIL_CHUNKS chunks:
+    only those keep a clock reading (Interpreter.TOKEN_BLOCK), and they are not read in the call;
+    the rest are only collected."""
     fresh_registry()
     operation, body = BODIES[name]
     chunks = re.findall(rb".*?\n\n", body, re.S)
-    assert len(chunks) > HEAD_STEP
+    assert len(chunks) > 2 * TAIL_CHUNKS
     call = StubCall()
     observer = Observer(call, operation, "sse", sdk_reads=True)
     most = 0
-    for _ in _stream_class(httpx.Response(200), False)(Chunks(chunks), observer):
+    for i, _ in enumerate(_stream_class(httpx.Response(200), False)(Chunks(chunks), observer)):
         most = max(most, len(observer.timed))
-    assert most == HEAD_STEP
+        if i < 2 * TAIL_CHUNKS - 1:
+            assert call.state()["first_tokens"] == 0  # nothing read yet
+    assert most == TAIL_CHUNKS
     assert call.state() == reference(operation, body)
+
+
+@pytest.mark.parametrize("name", ["chat/long", "messages/long", "responses/long"])
+def test_tap_reads_nothing_in_the_call(name):
+    """A tapped stream (sync, read by the SDK, single-process) is read with the batch only: in the
+    call its chunks are handed over every TAIL_CHUNKS, and only the head's get a clock reading."""
+    fresh_registry()
+    operation, body = BODIES[name]
+    chunks = re.findall(rb".*?\n\n", body, re.S)
+    assert len(chunks) > 2 * TAIL_CHUNKS and len(chunks) % TAIL_CHUNKS
+    readings: list[float] = []
+    call = StubCall(clock=lambda: readings.append(float(len(readings))) or readings[-1])
+    for _ in wrapped(call, operation, Chunks(chunks), tapped=True):
+        assert call.first_tokens == 0 and call.model is None and not call.usage  # nothing read here
+    assert call.ends == []
+    assert len(call._deferred) == -(-len(chunks) // TAIL_CHUNKS)  # a hand-over per batch, the last at the end
+    assert len(readings) == TAIL_CHUNKS + 1  # the head's chunks (the first token is among them), the end
+    assert call.state() == reference(operation, body)
+    assert call._stopped_at == readings[-1]

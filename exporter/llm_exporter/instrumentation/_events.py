@@ -28,17 +28,19 @@ class StreamError(Exception):
 class Interpreter:
     """Base: feeds one call from the events of one stream."""
 
-    def __init__(self, call: Any) -> None:
+    seen_token = False
+    model_set = False
+    text_len = 0
+    explicit_refusal = False
+    #: when the block being fed arrived (a reading of the call's clock), if it is read later
+    arrived: Optional[float] = None
+
+    def __init__(self, call: Any, refusals: Optional[bool] = None) -> None:
+        """``refusals``: whether a refusal detector is configured (default: look it up)."""
         self.call = call
-        self.seen_token = False
-        self.model_set = False
         # Text is kept only while the opt-in refusal detector wants it (the start of the answer).
-        self.collecting = refusal_detection_enabled()
+        self.collecting = refusal_detection_enabled() if refusals is None else refusals
         self.text: list[str] = []
-        self.text_len = 0
-        self.explicit_refusal = False
-        #: when the block being fed arrived (a reading of the call's clock), if it is read later
-        self.arrived: Optional[float] = None
 
     def add_text(self, text: Any) -> None:
         if isinstance(text, str) and text:

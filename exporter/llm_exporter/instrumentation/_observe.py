@@ -20,7 +20,7 @@ import sys
 import threading
 from itertools import filterfalse, islice
 from operator import itemgetter
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from ..errors import log_failure
 from ._events import DONE, INTERPRETERS
@@ -101,8 +101,6 @@ def parse_lines(block: bytes) -> tuple[Optional[str], Optional[str]]:
 #: Chunks kept before a batch is read (bounds the memory held for a stream).
 TAIL_CHUNKS = 64
 
-#: Head chunks taken with clock readings between two looks for a token (``head_has_token``).
-HEAD_STEP = 8
 
 _chunk_of = itemgetter(0)
 
@@ -117,9 +115,10 @@ class Observer:
     Two phases keep the per-chunk cost low. At the head of a stream, until the first token,
     every chunk is read with its arrival time: for a stream the SDK reads (sync), the chunks
     pass through C code into ``timed`` with a reading of the call's clock each, until the
-    raw bytes surely hold the first token (``head_has_token``, looked at every ``HEAD_STEP``
-    chunks), and are read later (``read_timed``), the first token timed by its chunk's
-    arrival; otherwise each chunk is read as it passes, until the interpreter is ``settled``.
+    raw bytes surely hold the first token (``head_has_token``, looked at when ``TAIL_CHUNKS``
+    are waiting: most streams end before), and are read later (``read_timed``), the first
+    token timed by its chunk's arrival; otherwise each chunk is read as it passes, until the
+    interpreter is ``settled``.
     After the head, chunks are only collected in ``tail`` and read in batches: when
     ``TAIL_CHUNKS`` are waiting, when a chunk ends with the interpreter's ``END`` (OpenAI's
     ``[DONE]``) or starts with its ``ERROR_START`` (the SDK stops reading at both), at the
@@ -129,29 +128,38 @@ class Observer:
     (``Interpreter.quiet_prefix``).
     """
 
-    def __init__(self, call: Any, operation: str, kind: str, sdk_reads: bool = False) -> None:
+    done = False
+    broken = False
+    handed_off = False
+    _buf = b""
+    _interp: Any = None
+    # compared with a chunk's last / first bytes only: a slice compare costs the same for any chunk
+    end_bytes = b""
+    error_start = b""
+    #: the call's clock, when the head is read after it passed: only streams the SDK reads (the
+    #: caller of a raw response may hold a chunk for long before it closes the response)
+    clock: Optional[Callable[[], float]] = None
+
+    def __init__(self, call: Any, operation: str, kind: str, sdk_reads: bool = False,
+                 refusals: Optional[bool] = None) -> None:
+        """``refusals``: whether a refusal detector is configured (default: look it up)."""
         self.call = call
         self.kind = kind
         #: the SDK's own stream object reads the body (not the caller, through a raw response): it closes
         #: the response right after the event it stops at, in the same read (see ``closing``)
         self.sdk_reads = sdk_reads
-        self.done = False
-        self.broken = False
-        self.handed_off = False
-        interp = INTERPRETERS.get(operation)
-        self._interp = interp(call) if (interp is not None and kind == "sse") else None
-        # compared with a chunk's last / first bytes only: a slice compare costs the same for any chunk
-        self.end_bytes = self._interp.END if self._interp is not None else b""
-        self.error_start = self._interp.ERROR_START if self._interp is not None else b""
-        self._buf = b""
+        interp = INTERPRETERS.get(operation) if kind == "sse" else None
+        if interp is not None:
+            self._interp = interp(call, refusals)
+            self.end_bytes = interp.END
+            self.error_start = interp.ERROR_START
+            if sdk_reads:
+                clock = getattr(call, "clock", None)
+                self.clock = clock if callable(clock) else None
         self._body: list[bytes] = []
         self.tail: list[bytes] = []
         #: ``(chunk, arrival)`` pairs of the head not read yet (see ``read_timed``)
         self.timed: list[tuple[bytes, float]] = []
-        clock = getattr(call, "clock", None)
-        #: the call's clock, when the head is read after it passed: only streams the SDK reads (the
-        #: caller of a raw response may hold a chunk for long before it closes the response)
-        self.clock = clock if (sdk_reads and self._interp is not None and callable(clock)) else None
         ensure_worker()
 
     def _finish(self, error: Any = None) -> None:
@@ -272,7 +280,7 @@ class Observer:
         with the next batch of finished calls (``Call.defer``)."""
         if self.done or self.handed_off:
             return
-        self._end_with_batch(self._ended)
+        self._end_with_batch(self.ended)
 
     def _end_with_batch(self, read: Any) -> None:
         """The stream is over: its duration ends now; ``read`` (what is left, then the finish)
@@ -281,7 +289,8 @@ class Observer:
         self.call.stop()
         self.call.defer(read)
 
-    def _ended(self) -> None:
+    def ended(self) -> None:
+        """Read what is left of a body that ended, and finish (truncated, without its terminal event)."""
         self.drain()
         if self.done:
             return
@@ -316,7 +325,7 @@ class Observer:
         if self.sdk_reads and last is not None:
             if (self.end_bytes and last.endswith(self.end_bytes)) or (
                     self.error_start and last.find(self.error_start) >= 0):
-                self._end_with_batch(self._settle)  # the stream's end, as in end()
+                self._end_with_batch(self.settle)  # the stream's end, as in end()
                 return
         self.abandon()
 
@@ -331,10 +340,11 @@ class Observer:
         if self.done or self.handed_off:
             return
         self.handed_off = True
-        _pending.put(self._settle)
+        _pending.put(self.settle)
 
-    def _settle(self) -> None:
-        # on the worker thread
+    def settle(self) -> None:
+        """Read what is left of a body closed before its end, and finish (cancelled, unless it
+        holds the end or an error event). On the worker thread, or with the batch."""
         self.drain()
         if not self.done:
             self.done = True
@@ -349,17 +359,22 @@ class Observer:
 
 # --- byte-stream wrappers, subclassing the HTTP library's own stream types -------------
 
-_classes: dict[tuple[type, bool], type] = {}
+_classes: dict[tuple[type, bool], type] = {}  # (response type, async) -> wrapper class
+
+
+def stream_base(response: Any, is_async: bool) -> type:
+    """The HTTP library's own byte-stream base class for this response (httpx, or httpx2)."""
+    package = sys.modules.get(type(response).__module__.split(".")[0])
+    return getattr(package, "AsyncByteStream" if is_async else "SyncByteStream", object)
 
 
 def _stream_class(response: Any, is_async: bool) -> type:
-    package = sys.modules.get(type(response).__module__.split(".")[0])
-    base = getattr(package, "AsyncByteStream" if is_async else "SyncByteStream", object)
-    key = (base, is_async)
+    """The wrapper class for this response type's body stream (made once per response type)."""
+    key = (type(response), is_async)
     cls = _classes.get(key)
     if cls is None:
-        cls = _make_async(base) if is_async else _make_sync(base)
-        _classes[key] = cls
+        base = stream_base(response, is_async)
+        cls = _classes[key] = _make_async(base) if is_async else _make_sync(base)
     return cls
 
 
@@ -381,13 +396,12 @@ def _make_sync(base: type) -> type:
                     timed = observer.timed
                     pairs = filterfalse(timed.append, zip(chunks, iter(clock, None)))
                     while True:
-                        before = len(timed)
-                        yield from map(_chunk_of, islice(pairs, HEAD_STEP))
-                        if len(timed) - before < HEAD_STEP:
+                        yield from map(_chunk_of, islice(pairs, TAIL_CHUNKS - len(timed)))
+                        if len(timed) < TAIL_CHUNKS:
                             break  # the body ended
                         if observer.head_has_token():
                             break  # the first token's chunk has its time: the rest needs none
-                        if len(timed) >= TAIL_CHUNKS and observer.read_timed():
+                        if observer.read_timed():
                             break  # read here, to bound what is held
                 else:
                     for chunk in chunks:  # head: read each chunk before the SDK sees it
@@ -479,6 +493,7 @@ def observe(state: Any, response: Any, kind: str, is_async: Optional[bool] = Non
         return None
     if is_async is None:
         is_async = hasattr(inner, "__aiter__") and not hasattr(inner, "__iter__")
-    observer = Observer(state.call, state.operation, kind, sdk_reads=not state.raw)
+    observer = Observer(state.call, state.operation, kind, sdk_reads=not state.raw,
+                        refusals=state.m.settings.refusal_detector is not None)
     response.stream = _stream_class(response, is_async)(inner, observer)
     return observer

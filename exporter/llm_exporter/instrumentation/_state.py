@@ -19,6 +19,7 @@ from ..recorder import exemplar
 from ..tracking import open_call
 from . import _ratelimit
 from ._observe import observe
+from ._tap import tap
 
 _active: contextvars.ContextVar[Optional["CallState"]] = contextvars.ContextVar(
     "llm_exporter_instrumented_call", default=None
@@ -43,32 +44,33 @@ def asks_raw(kwargs: dict[str, Any]) -> bool:
 class CallState:
     """One instrumented API call: its ``Call`` plus what the method wrapper and the HTTP hooks learn.
 
-    A call with a parsed result (not streamed, no raw response) in a single-process app is made
-    in the call as this object only: its ``Call`` is opened (labels, ``llm_in_flight_requests``)
-    with the batch of finished calls (``store.Store.defer``), in queue order ahead of its finish,
-    so a scrape while it runs still sees it in flight. The hooks only note what they see. Streams,
-    raw responses and multi-process mode open the ``Call`` at once.
+    In a single-process app, a call with a parsed result and a sync stream the SDK reads are made
+    in the call as this object only: the ``Call`` is opened (labels, ``llm_in_flight_requests``)
+    with the batch of finished calls (``store.Store.defer``), queued ahead of everything else the
+    call queues, so a scrape while it runs still sees it in flight; the hooks only note what they
+    see, and a stream is tapped (``_tap``), not read. Async streams, raw responses and
+    multi-process mode open the ``Call`` at once.
     """
 
     __slots__ = ("call", "provider", "model", "operation", "stream", "raw", "attempts", "observer", "raw_body",
                  "headers", "m", "feature", "start")
 
     def __init__(self, provider: str, model: str, feature: Optional[str], operation: str, stream: bool,
-                 raw: bool = False) -> None:
+                 raw: bool = False, is_async: bool = False) -> None:
         self.provider = provider
         self.model = model
         self.operation = operation
         self.stream = stream
         self.raw = raw  # the caller gets the raw response, not a parsed object
         self.attempts = 0  # HTTP attempts sent (the hooks count them; the retries are the rest)
-        self.observer: Any = None  # body observer that will finish the call (streams, raw responses)
+        self.observer: Any = None  # what will finish the call from its body (streams, raw responses)
         self.raw_body: Optional[bytes] = None  # body of a raw response already read by the SDK
         self.headers: list[Any] = []  # each attempt's response headers (parsed results; read with the batch)
         self.call: Any = None  # opened by ``open``: now, or with the batch
         self.feature = feature
         self.m = m = metrics.current()
         self.start = perf_counter()
-        if m.store is None or stream or raw:
+        if m.store is None or raw or (stream and is_async):
             self.open()
         else:
             # the feature(...) block and the trace it runs in are read with the batch, in a copy
@@ -80,6 +82,15 @@ class CallState:
         m = self.m
         self.call = open_call(m, self.provider, self.model, current_feature(self.feature), self.operation,
                               self.stream, perf_counter, self.start, exemplar(m))
+
+    def defer(self, apply: Any) -> None:
+        """Run ``apply`` with the batch of finished calls, after the call's open (at once in
+        multi-process mode). It must not raise."""
+        store = self.m.store
+        if store is None:
+            apply()
+        else:
+            store.defer(apply)
 
     def count_retries(self) -> None:
         """Give the attempts after the first to the call (once: the attempts left count as one)."""
@@ -98,17 +109,22 @@ class CallState:
         names = None
         try:
             found, names = _ratelimit.header_map(headers)  # the content type decides now: map the headers once
-            self.call.defer(partial(_ratelimit.record_headers, self.provider, self.model, headers, found, names))
+            self.defer(partial(_ratelimit.record_headers, self.provider, self.model, headers, found, names))
         except Exception:
             log_failure("instrument.ratelimit", "reading rate-limit headers failed")
         status = getattr(response, "status_code", 0)
         if not (isinstance(status, int) and 200 <= status < 300):
             return  # a failed attempt: no body to hook
-        self.count_retries()  # the attempts are over: the body may end the call before the method returns
         ctype = found.get(_ratelimit.CONTENT_TYPE) if found is not None else None
         if ctype is None:
             ctype = headers.get("content-type", "")
-        if (ctype.find(b"text/event-stream") if isinstance(ctype, bytes) else str(ctype).find("text/event-stream")) >= 0:
+        sse = (ctype.find(b"text/event-stream") if isinstance(ctype, bytes)
+               else str(ctype).find("text/event-stream")) >= 0
+        if self.call is None:  # a sync stream, opened with the batch
+            self.observer = tap(self, response) if sse else None
+            return
+        self.count_retries()  # the attempts are over: the body may end the call before the method returns
+        if sse:
             self.observer = observe(self, response, "sse", is_async=is_async)
             return
         if self.raw:

@@ -32,7 +32,8 @@ def _feature(default: Optional[str]) -> Optional[str]:
     return default if current_feature(None) == contract.DEFAULT_FEATURE else None
 
 
-def begin(provider: str, spec: MethodSpec, kwargs: dict[str, Any], feature: Optional[str]) -> Optional[CallState]:
+def begin(provider: str, spec: MethodSpec, kwargs: dict[str, Any], feature: Optional[str],
+          is_async: bool) -> Optional[CallState]:
     if _active.get() is not None:
         return None  # an instrumented method calling another: the outer one records
     try:
@@ -40,7 +41,7 @@ def begin(provider: str, spec: MethodSpec, kwargs: dict[str, Any], feature: Opti
         model = model if isinstance(model, str) and model else "unknown"
         return CallState(provider, model, None if feature is None else _feature(feature), spec.operation,
                          spec.manager or kwargs.get("stream") is True,
-                         "extra_headers" in kwargs and asks_raw(kwargs))
+                         "extra_headers" in kwargs and asks_raw(kwargs), is_async)
     except Exception:
         log_failure("instrument.begin", "starting an instrumented call failed")
         return None
@@ -49,7 +50,7 @@ def begin(provider: str, spec: MethodSpec, kwargs: dict[str, Any], feature: Opti
 def fail(state: CallState, exc: BaseException) -> None:
     try:
         if state.call is None:  # not opened yet: the error is classified now (an exception holds its frames)
-            state.m.store.defer(functools.partial(_finish, state, None, perf_counter(), classify_error(exc)))
+            state.defer(functools.partial(_finish, state, None, perf_counter(), classify_error(exc)))
             return
         state.count_retries()
         state.call.finish(error=exc)
@@ -59,24 +60,19 @@ def fail(state: CallState, exc: BaseException) -> None:
 
 
 def complete(state: CallState, result: Any) -> None:
-    """The method returned: record the result, unless a body observer will finish the call."""
+    """The method returned: record the result, unless the body will finish the call."""
     try:
-        if not (state.stream or state.raw):
-            # the SDK's parsed result; also when the SDK itself asked for a raw response (anthropic's
-            # middleware chain does for plain calls): no second parse of the body. Read with the
-            # batch, after the call (see store.Store.defer); the duration ends here.
-            if state.call is None:
-                state.m.store.defer(functools.partial(_finish, state, result, perf_counter(), None))
-            else:
-                state.call.stop()
-                state.call.defer(functools.partial(_finish, state, result, None, None))
-            return
-        call = state.call
-        state.count_retries()
         if state.observer is not None:
             return  # streams and unread raw bodies finish when their body ends or is closed
+        if state.call is None or not (state.stream or state.raw):
+            # the SDK's parsed result (also when the SDK itself asked for a raw response: anthropic's
+            # middleware chain does for plain calls; no second parse of the body), or a stream whose
+            # body was not seen. Read with the batch, after the call; the duration ends here.
+            state.defer(functools.partial(_finish, state, None if state.stream else result, perf_counter(), None))
+            return
+        state.count_retries()
         if state.raw_body is not None:
-            call.record_response(json.loads(state.raw_body))
+            state.call.record_response(json.loads(state.raw_body))
         # else no body seen (should not happen with the HTTP hooks in place): record what is known
     except Exception:
         log_failure("instrument.complete", "reading an API result failed")
@@ -86,14 +82,14 @@ def complete(state: CallState, result: Any) -> None:
         log_failure("instrument.finish", "finishing a call failed")
 
 
-def _finish(state: CallState, result: Any, stopped: Optional[float], error_type: Optional[str]) -> None:
-    """Finish a call with a parsed result (or none, on ``error_type``), with the batch."""
+def _finish(state: CallState, result: Any, stopped: float, error_type: Optional[str]) -> None:
+    """Finish a call with a parsed result (or none: an error, or a stream's unseen body), with the batch."""
     call = state.call
     call.stop(stopped)
     state.count_retries()
     try:
         state.record_headers()
-        if error_type is None:
+        if result is not None:
             _read_result(call, state.operation, result)
     finally:
         call.finish(error_type)
@@ -128,7 +124,7 @@ def _wrap_sync(original: Callable[..., Any], provider: str, spec: MethodSpec,
                feature: Optional[str]) -> Callable[..., Any]:
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        state = begin(provider, spec, kwargs, feature)
+        state = begin(provider, spec, kwargs, feature, False)
         if state is None:
             return original(*args, **kwargs)
         token = _active.set(state)
@@ -156,7 +152,7 @@ def _wrap_async(original: Callable[..., Any], provider: str, spec: MethodSpec,
             return pending
 
         async def run() -> Any:
-            state = begin(provider, spec, kwargs, feature)
+            state = begin(provider, spec, kwargs, feature, True)
             if state is None:
                 return await pending
             token = _active.set(state)
@@ -191,12 +187,12 @@ class ManagerProxy:
     Everything else is forwarded to the SDK's manager; what ``with`` yields is the SDK's own stream.
     """
 
-    def __init__(self, manager: Any, begin_call: Callable[[], Optional[CallState]]) -> None:
+    def __init__(self, manager: Any, begin_call: Callable[[bool], Optional[CallState]]) -> None:
         self._manager = manager
         self._begin_call = begin_call
 
     def __enter__(self) -> Any:
-        state = self._begin_call()
+        state = self._begin_call(False)
         if state is None:
             return self._manager.__enter__()
         token = _active.set(state)
@@ -214,7 +210,7 @@ class ManagerProxy:
         return self._manager.__exit__(*exc)
 
     async def __aenter__(self) -> Any:
-        state = self._begin_call()
+        state = self._begin_call(True)
         if state is None:
             return await self._manager.__aenter__()
         token = _active.set(state)
