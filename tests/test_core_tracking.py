@@ -2,6 +2,8 @@
 
 import asyncio
 import logging
+import threading
+import time
 
 import anthropic
 import httpx
@@ -364,6 +366,30 @@ def test_a_full_batch_is_applied_by_the_thread_that_fills_it(reg):
     # applied without a scrape: the values are there, nothing waits
     assert len(bundle._store._pending) == 0
     assert bundle._requests["stop"].v == store.BATCH and sum(bundle.duration.counts) == store.BATCH
+
+
+def test_records_run_one_at_a_time_in_queue_order(reg):
+    """A scrape while another thread runs a batch waits for it: a call's open runs before its end."""
+    from llm_exporter import metrics
+
+    store = metrics.current().store
+    events: list[str] = []
+    started = threading.Event()
+
+    def slow_open() -> None:
+        events.append("open")
+        started.set()
+        time.sleep(0.2)
+        events.append("opened")
+
+    store.defer(slow_open)
+    store.defer(lambda: events.append("end"))
+    batch = threading.Thread(target=store.apply_pending)
+    batch.start()
+    assert started.wait(5)
+    store.apply_pending()  # what a scrape does first
+    batch.join()
+    assert events == ["open", "opened", "end"]
 
 
 def test_a_failing_deferred_record_is_logged_and_the_others_applied(reg, caplog):

@@ -266,21 +266,30 @@ class Store:
         self.groups: dict[tuple[str, str], Group] = {}
         self.bundles: dict[Key, StoreBundle] = {}
         self._pending: deque[Callable[[], None]] = deque()
+        self._applying = threading.Lock()  # one batch at a time: records run in queue order
 
     def defer(self, apply: Callable[[], None]) -> None:
         """Run ``apply`` (a finished call's reading and recording) with the next batch.
 
         A batch runs before every ``snapshot`` and, in the calling thread, once ``BATCH``
-        are waiting. ``deque`` appends and pops are atomic: each runs exactly once, in
-        whichever thread gets it.
+        are waiting, unless a batch is running (it takes this one too). Records run one at
+        a time, in the order queued: a call's open comes before its end.
         """
         pending = self._pending
         pending.append(apply)
-        if len(pending) >= BATCH:
-            self.apply_pending()
+        if len(pending) >= BATCH and self._applying.acquire(blocking=False):
+            try:
+                self._drain()
+            finally:
+                self._applying.release()
 
     def apply_pending(self) -> None:
-        """Run every deferred record now (including any queued while this runs)."""
+        """Run every deferred record now (including any queued while this runs); waits for a
+        batch another thread is running."""
+        with self._applying:
+            self._drain()
+
+    def _drain(self) -> None:
         pop = self._pending.popleft
         while True:
             try:
