@@ -25,7 +25,10 @@ def response_hook(response: Any, is_async: bool = False) -> None:
     state = _active.get()
     if state is not None:
         try:
-            state.on_response(response, is_async)
+            if state.stream or state.raw:
+                state.on_response(response, is_async)
+            else:  # a parsed result: its headers are read with the batch (CallState.on_response)
+                state.headers.append(response.headers)
         except Exception:
             log_failure("instrument.hook", "response hook failed")
 

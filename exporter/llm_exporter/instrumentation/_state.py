@@ -99,12 +99,10 @@ class CallState:
             self.attempts = 1
 
     def on_response(self, response: Any, is_async: Optional[bool] = None) -> None:
-        """Every attempt's headers (rate limits, read with the batch); for the successful one of a
-        stream or raw response, hook the body."""
+        """A stream's or raw response's attempt: its headers (rate limits, read with the batch);
+        for the successful one, hook the body. (For a parsed result the response hook only
+        keeps each attempt's headers in ``headers``: the wrapper reads them with the result.)"""
         headers = response.headers
-        if not (self.stream or self.raw):
-            self.headers.append(headers)  # a parsed result: the wrapper reads it, and these, with the batch
-            return
         found: Any = None
         names = None
         try:
