@@ -375,8 +375,8 @@ def test_stream_abandoned_and_garbage_collected_is_cancelled(server, registry):
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_call_is_in_flight_while_it_runs(stream, server, registry):
-    """A parsed (non-streamed) call is opened with the batch of finished calls; a scrape during the
-    call applies the batch, so the call shows in flight all the same."""
+    """A sync call, parsed or streamed, is opened with the batch of finished calls; a scrape during
+    the call applies the batch, so the call shows in flight all the same."""
     client = llm_exporter.instrument(OpenAI(base_url=server.openai_base_url, api_key="test"))
     server.enqueue(Reply(delay_s=0.4, **USAGE))
     kw = dict(stream=True, stream_options={"include_usage": True}) if stream else {}

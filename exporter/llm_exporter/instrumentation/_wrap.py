@@ -68,11 +68,7 @@ def complete(state: CallState, result: Any) -> None:
             # the SDK's parsed result (also when the SDK itself asked for a raw response: anthropic's
             # middleware chain does for plain calls; no second parse of the body), or a stream whose
             # body was not seen. Read with the batch, after the call; the duration ends here.
-            finish = functools.partial(_finish, state, None if state.stream else result, perf_counter(), None)
-            if state.call is None:
-                state.m.store.defer(finish)  # opened with the batch: there is a store
-            else:
-                state.defer(finish)
+            state.defer(functools.partial(_finish, state, None if state.stream else result, perf_counter(), None))
             return
         state.count_retries()
         if state.raw_body is not None:
