@@ -102,6 +102,12 @@ class Interpreter:
     #: shortcut for the observer (it stops taking a clock reading per chunk); None: no shortcut.
     TOKEN_BLOCK: Optional[re.Pattern[bytes]] = None
 
+    @classmethod
+    def holds_token(cls, data: bytes) -> bool:
+        """Whether raw stream bytes (starting at a block) surely hold a ``TOKEN_BLOCK``; False when unsure."""
+        pattern = cls.TOKEN_BLOCK
+        return pattern is not None and data.find(b"\r") < 0 and pattern.search(data) is not None
+
     def quiet_prefix(self, data: bytes) -> int:
         """Once ``settled``: an offset in ``data`` (raw SSE bytes, LF line ends, starting at a
         block) where reading may start without changing what is recorded: the start of the last

@@ -237,13 +237,7 @@ class Observer:
         """Whether the unread head surely holds the first token (``Interpreter.TOKEN_BLOCK``): the
         chunks after it need no clock reading. False when unsure."""
         interp = self._interp
-        if interp.seen_token:
-            return True
-        pattern = interp.TOKEN_BLOCK
-        if pattern is None:
-            return False
-        data = self._buf + b"".join(map(_chunk_of, self.timed))
-        return data.find(b"\r") < 0 and pattern.search(data) is not None
+        return interp.seen_token or interp.holds_token(self._buf + b"".join(map(_chunk_of, self.timed)))
 
     def tail_checks(self) -> tuple[list[bytes], Optional[bytes], int, Optional[bytes], int]:
         """``(tail, end, n, err, k)`` for the wrappers' tail loops: a chunk is read at once if

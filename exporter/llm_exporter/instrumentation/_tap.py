@@ -107,13 +107,10 @@ def _make_tap(base: type) -> type:
 
         def _has_token(self) -> bool:
             """Whether the chunks waiting surely hold the first token (False when unsure)."""
-            pattern = self._interp.TOKEN_BLOCK
-            if pattern is None:
-                return False
             data = self._carry + b"".join(map(_chunk_of, self._timed))
             cut = data.rfind(b"\n\n")
             self._carry = data[cut + 2:] if cut >= 0 else data  # where the next chunks' first block starts
-            return data.find(b"\r") < 0 and pattern.search(data) is not None
+            return self._interp.holds_token(data)
 
         def _take(self) -> tuple[list[tuple[bytes, float]], list[bytes]]:
             timed, tail = self._timed[:], self._tail[:]
@@ -141,7 +138,8 @@ def _make_tap(base: type) -> type:
 
         # --- with the batch ---
 
-        def _reader(self) -> Observer:
+        def _reader(self, timed: list[tuple[bytes, float]], tail: list[bytes]) -> Observer:
+            """The batch side's observer, given the chunks handed over (made on first use)."""
             observer = self._observer
             if observer is None:
                 state = self._state
@@ -149,19 +147,16 @@ def _make_tap(base: type) -> type:
                 observer = self._observer = Observer(state.call, state.operation, "sse", sdk_reads=True,
                                                      refusals=state.m.settings.refusal_detector is not None)
                 observer.handed_off = True  # the tap decides how the stream ends, not the observer
+            observer.timed += timed
+            observer.tail += tail
             return observer
 
         def _read(self, timed: list[tuple[bytes, float]], tail: list[bytes]) -> None:
-            observer = self._reader()
-            observer.timed += timed
-            observer.tail += tail
-            observer.drain()
+            self._reader(timed, tail).drain()
 
         def _finish(self, timed: list[tuple[bytes, float]], tail: list[bytes], stopped: float, how: str,
                     error_type: Optional[str]) -> None:
-            observer = self._reader()
-            observer.timed += timed
-            observer.tail += tail
+            observer = self._reader(timed, tail)
             observer.call.stop(stopped)
             if how == _ENDED:
                 observer.ended()

@@ -49,12 +49,8 @@ def begin(provider: str, spec: MethodSpec, kwargs: dict[str, Any], feature: Opti
 
 def fail(state: CallState, exc: BaseException) -> None:
     try:
-        if state.call is None:  # not opened yet: the error is classified now (an exception holds its frames)
-            state.defer(functools.partial(_finish, state, None, perf_counter(), classify_error(exc)))
-            return
-        state.count_retries()
-        state.call.finish(error=exc)
-        state.record_headers()
+        # classified now: an exception holds its frames alive
+        state.defer(functools.partial(_finish, state, None, perf_counter(), classify_error(exc)))
     except Exception:
         log_failure("instrument.fail", "recording a failed call failed")
 
