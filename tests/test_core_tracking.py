@@ -392,6 +392,37 @@ def test_records_run_one_at_a_time_in_queue_order(reg):
     assert events == ["open", "opened", "end"]
 
 
+def test_a_scrape_ends_while_other_threads_keep_queueing(reg):
+    """A batch runs what was queued before it started: under steady traffic a scrape still ends.
+    A record queued by a record of the batch (a call's finish) runs in that batch."""
+    from llm_exporter import metrics
+
+    store = metrics.current().store
+    stop = threading.Event()
+    done: list[str] = []
+
+    def produce() -> None:
+        while not stop.is_set():
+            store.defer(lambda: time.sleep(0.001))  # queued faster than one thread applies them
+            time.sleep(0.0005)
+
+    producers = [threading.Thread(target=produce) for _ in range(2)]
+    for p in producers:
+        p.start()
+    try:
+        time.sleep(0.05)
+        store.defer(lambda: store.defer(lambda: done.append("derived")))
+        scrape = threading.Thread(target=store.apply_pending)
+        scrape.start()
+        scrape.join(5)
+        assert not scrape.is_alive()  # ended while the producers still run
+        assert done == ["derived"]
+    finally:
+        stop.set()
+        for p in producers:
+            p.join()
+
+
 def test_a_failing_deferred_record_is_logged_and_the_others_applied(reg, caplog):
     first = start_call("openai", "gpt-4o-mini")
     first.finish()

@@ -44,8 +44,14 @@ INF = float("inf")
 
 #: Records waiting at most before the thread queueing one more applies them all (bounds the
 #: memory held: a call's record may hold its response, or a stream's unread chunks; an
-#: instrumented call queues two, its rate-limit headers and its end).
+#: instrumented call queues two or three: its open, its end, a stream's headers).
 BATCH = 64
+
+
+class _Mark:
+    """Where one batch ends in the queue: a batch runs what was queued before it started."""
+
+    __slots__ = ()
 
 #: Families whose values live in the store (all keyed by the common labels or a prefix of them).
 FAMILIES = (
@@ -267,14 +273,20 @@ class Store:
         self.bundles: dict[Key, StoreBundle] = {}
         self._pending: deque[Callable[[], None]] = deque()
         self._applying = threading.Lock()  # one batch at a time: records run in queue order
+        self._drainer: int | None = None  # the thread running a batch
 
     def defer(self, apply: Callable[[], None]) -> None:
         """Run ``apply`` (a finished call's reading and recording) with the next batch.
 
         A batch runs before every ``snapshot`` and, in the calling thread, once ``BATCH``
-        are waiting, unless a batch is running (it takes this one too). Records run one at
-        a time, in the order queued: a call's open comes before its end.
+        are waiting, unless a batch is running. Records run one at a time, in the order
+        queued: a call's open comes before its end. A record queued by a record of the
+        running batch (a call finished by its stream's last chunks) runs at once, in it.
         """
+        drainer = self._drainer
+        if drainer is not None and drainer == threading.get_ident():
+            apply()
+            return
         pending = self._pending
         pending.append(apply)
         if len(pending) >= BATCH and self._applying.acquire(blocking=False):
@@ -284,22 +296,31 @@ class Store:
                 self._applying.release()
 
     def apply_pending(self) -> None:
-        """Run every deferred record now (including any queued while this runs); waits for a
-        batch another thread is running."""
+        """Run every record queued so far; waits for a batch another thread is running."""
         with self._applying:
             self._drain()
 
     def _drain(self) -> None:
-        pop = self._pending.popleft
-        while True:
-            try:
-                apply = pop()
-            except IndexError:
-                return
-            try:
-                apply()
-            except Exception:
-                log_failure("apply", "recording a finished LLM call failed; its metrics were dropped")
+        """Run the records queued before this batch started. Not those other threads queue
+        meanwhile: under steady traffic a batch (and a scrape waiting for one) still ends."""
+        pending = self._pending
+        mark = _Mark()
+        pending.append(mark)
+        pop = pending.popleft
+        self._drainer = threading.get_ident()
+        try:
+            while True:
+                apply = pop()  # never empty: the mark is in the queue, and only this batch pops
+                if type(apply) is _Mark:
+                    if apply is mark:
+                        return
+                    continue  # left by a batch an exception stopped
+                try:
+                    apply()
+                except Exception:
+                    log_failure("apply", "recording a finished LLM call failed; its metrics were dropped")
+        finally:
+            self._drainer = None
 
     def bundle(self, key: Key) -> StoreBundle:
         b = self.bundles.get(key)
