@@ -29,7 +29,7 @@ from llm_exporter.instrumentation import flush
 from llm_exporter.instrumentation._events import DONE, INTERPRETERS
 from llm_exporter.instrumentation._observe import (TAIL_CHUNKS, Observer, _stream_class, parse_block,
                                                    parse_lines)
-from llm_exporter.instrumentation._tap import tap
+from llm_exporter.instrumentation._tap import HEAD_STEP, tap
 from llm_exporter.responses import read_usage
 from llm_exporter.testing import fresh_registry
 
@@ -473,7 +473,8 @@ def test_clock_readings_stop_after_the_chunks_holding_the_first_token(name):
 @pytest.mark.parametrize("name", ["chat/long", "messages/long", "responses/long"])
 def test_tap_reads_nothing_in_the_call(name):
     """A tapped stream (sync, read by the SDK, single-process) is read with the batch only: in the
-    call its chunks are handed over every TAIL_CHUNKS, and only the head's get a clock reading."""
+    call its chunks are handed over every TAIL_CHUNKS, and only the head's (HEAD_STEP chunks, as the
+    APIs send them) get a clock reading."""
     fresh_registry()
     operation, body = BODIES[name]
     chunks = re.findall(rb".*?\n\n", body, re.S)
@@ -483,7 +484,26 @@ def test_tap_reads_nothing_in_the_call(name):
     for _ in wrapped(call, operation, Chunks(chunks), tapped=True):
         assert call.first_tokens == 0 and call.model is None and not call.usage  # nothing read here
     assert call.ends == []
-    assert len(call._deferred) == -(-len(chunks) // TAIL_CHUNKS)  # a hand-over per batch, the last at the end
-    assert len(readings) == TAIL_CHUNKS + 1  # the head's chunks (the first token is among them), the end
+    # a hand-over per TAIL_CHUNKS after the head, the last at the end
+    assert len(call._deferred) == (len(chunks) - HEAD_STEP) // TAIL_CHUNKS + 1
+    assert len(readings) == HEAD_STEP + 1  # the head's chunks (the first token is among them), the end
     assert call.state() == reference(operation, body)
     assert call._stopped_at == readings[-1]
+
+
+@pytest.mark.parametrize("name", sorted(BODIES))
+def test_token_hint_finds_what_the_whole_pattern_finds(name):
+    """``holds_token`` starts its search at the first ``TOKEN_HINT``: for every head of every body
+    (cut at every block end and every 17th byte), the same answer as searching all of it."""
+    operation, body = BODIES[name]
+    interp = INTERPRETERS[operation]
+    assert interp.TOKEN_BLOCK is not None
+    ends = {m.end() for m in re.finditer(rb"\n\n", body)} | set(range(0, len(body) + 1, 17))
+    found = []
+    for end in sorted(ends):
+        head = body[:end]
+        whole = head.find(b"\r") < 0 and interp.TOKEN_BLOCK.search(head) is not None
+        assert interp.holds_token(head) == whole, (name, end)
+        found.append(whole)
+    if name.endswith("/long"):
+        assert True in found and False in found  # the check is not vacuous

@@ -101,12 +101,21 @@ class Interpreter:
     #: the raw bytes of a stream's head hold one, the first token came at or before it. Only a
     #: shortcut for the observer (it stops taking a clock reading per chunk); None: no shortcut.
     TOKEN_BLOCK: Optional[re.Pattern[bytes]] = None
+    #: Bytes every ``TOKEN_BLOCK`` match holds: the search starts at the block holding their first
+    #: occurrence (a pattern that starts with ``(?:^|\n\n)`` is otherwise tried at every offset).
+    TOKEN_HINT: bytes = b""
 
     @classmethod
     def holds_token(cls, data: bytes) -> bool:
         """Whether raw stream bytes (starting at a block) surely hold a ``TOKEN_BLOCK``; False when unsure."""
         pattern = cls.TOKEN_BLOCK
-        return pattern is not None and data.find(b"\r") < 0 and pattern.search(data) is not None
+        if pattern is None or data.find(b"\r") >= 0:
+            return False
+        hint = data.find(cls.TOKEN_HINT)
+        if hint < 0:
+            return False
+        # from the "\n\n" before that block (or the start): no match can start before it
+        return pattern.search(data, max(data.rfind(b"\n\n", 0, hint), 0)) is not None
 
     def quiet_prefix(self, data: bytes) -> int:
         """Once ``settled``: an offset in ``data`` (raw SSE bytes, LF line ends, starting at a
@@ -172,6 +181,7 @@ class ChatInterpreter(Interpreter):
     # a data line whose delta object has a non-empty "content" string (quotes inside strings are
     # escaped, so these are the JSON's own; [^{}] keeps to the delta object's first level)
     TOKEN_BLOCK = re.compile(rb'(?:^|\n\n)data: \{[^\n]*"delta":\{[^{}\n]*"content":"[^"][^\n]*\n\n')
+    TOKEN_HINT = b'"content":"'
 
     def settled(self) -> bool:
         return self.seen_token and self.model_set and not self.collecting
@@ -223,6 +233,7 @@ class ResponsesInterpreter(Interpreter):
     QUIET = b".delta\n"
 
     TOKEN_BLOCK = re.compile(rb'(?:^|\n\n)event: [^\n]*\.delta\ndata: [^\n]*\n\n')
+    TOKEN_HINT = b".delta\ndata: "
 
     def skip_raw(self, block: bytes) -> bool:
         # feed decides on the event name alone for all but the events in _PARSED
@@ -283,6 +294,7 @@ class MessagesInterpreter(Interpreter):
     # any delta but a signature's counts (see feed)
     TOKEN_BLOCK = re.compile(rb'(?:^|\n\n)event: content_block_delta\ndata: \{"type":"content_block_delta"[^\n]*'
                              rb'"delta":\{"type":"(?!signature_delta")[^\n]*\n\n')
+    TOKEN_HINT = b"event: content_block_delta\n"
 
     def skip_raw(self, block: bytes) -> bool:
         # feed's own early returns; a block naming a second event is left to the parser (the last wins)

@@ -30,8 +30,7 @@ from ._events import DONE, INTERPRETERS
 # --- deferred cancellations ---------------------------------------------------------
 
 _pending: "queue.SimpleQueue[Any]" = queue.SimpleQueue()  # put() is safe in __del__
-_worker: Optional[threading.Thread] = None
-_worker_pid = 0
+_worker: Optional[threading.Thread] = None  # None in a forked child: its thread is the parent's
 _worker_lock = threading.Lock()
 
 
@@ -48,14 +47,25 @@ def _work() -> None:
 
 
 def ensure_worker() -> None:
-    global _worker, _worker_pid
-    if _worker is not None and _worker_pid == os.getpid() and _worker.is_alive():
-        return
+    """Start the worker thread, once per process (runs for every stream: one global read)."""
+    global _worker
+    if _worker is not None:
+        return  # it never ends: _work catches what an item raises
     with _worker_lock:
-        if _worker is None or _worker_pid != os.getpid() or not _worker.is_alive():
-            _worker = threading.Thread(target=_work, name="llm-exporter-streams", daemon=True)
-            _worker.start()
-            _worker_pid = os.getpid()
+        if _worker is None:
+            worker = threading.Thread(target=_work, name="llm-exporter-streams", daemon=True)
+            worker.start()
+            _worker = worker
+
+
+def _after_fork_in_child() -> None:
+    global _worker, _worker_lock
+    _worker = None  # threads do not survive a fork
+    _worker_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def flush(timeout: float = 5.0) -> bool:

@@ -1,10 +1,10 @@
 """A sync stream the SDK reads, in a single-process app: tapped in the call, read with the batch.
 
 In the call, every chunk passes on through C code into a list: with a clock reading each, until
-the raw bytes surely hold the first token (``Interpreter.TOKEN_BLOCK``, looked at when
-``TAIL_CHUNKS`` are waiting), then without. Nothing is parsed there. The lists go to the batch
-of finished calls (``CallState.defer``) whenever ``TAIL_CHUNKS`` are waiting, and when the
-stream ends; there an ``Observer`` reads them, in order, after the call was opened (queued
+the raw bytes surely hold the first token (``Interpreter.TOKEN_BLOCK``, looked at every
+``HEAD_STEP`` chunks), then without. Nothing is parsed there. The lists go to the batch of
+finished calls (``CallState.defer``) whenever ``TAIL_CHUNKS`` are waiting in one of them, and
+when the stream ends; there an ``Observer`` reads them, in order, after the call was opened (queued
 first). The call's duration ends in the call.
 
 How a stream ends, as ``Observer`` decides it for the other streams: the body ends (``end``);
@@ -23,6 +23,10 @@ from typing import Any, Callable, Iterator, Optional
 from ..errors import classify_error
 from ._events import INTERPRETERS
 from ._observe import TAIL_CHUNKS, Observer, _chunk_of, _pending, ensure_worker, stream_base
+
+#: The head is looked at for the first token every this many chunks (a divisor of TAIL_CHUNKS):
+#: as the APIs send a stream, the first 8 chunks hold it, and only they get a clock reading.
+HEAD_STEP = 8
 
 _classes: dict[type, type] = {}  # response type -> tap class
 
@@ -65,12 +69,11 @@ def _make_tap(base: type) -> type:
             try:
                 pairs = filterfalse(timed.append, zip(chunks, iter(self._clock, None)))
                 while True:
-                    yield from map(_chunk_of, islice(pairs, TAIL_CHUNKS - len(timed)))
-                    if len(timed) < TAIL_CHUNKS:
+                    before = len(timed)
+                    yield from map(_chunk_of, islice(pairs, HEAD_STEP))
+                    if len(timed) - before < HEAD_STEP:
                         break  # the body ended
-                    has_token = self._has_token()
-                    self._hand_over()
-                    if has_token:
+                    if self._has_token(before):
                         collected = filterfalse(tail.append, chunks)  # the rest needs no clock reading
                         while True:
                             yield from islice(collected, TAIL_CHUNKS - len(tail))
@@ -78,6 +81,8 @@ def _make_tap(base: type) -> type:
                                 break
                             self._hand_over()
                         break
+                    if len(timed) >= TAIL_CHUNKS:
+                        self._hand_over()
             except GeneratorExit:
                 raise  # the reader stopped early; close() or the finalizer records it
             except BaseException as exc:
@@ -105,9 +110,10 @@ def _make_tap(base: type) -> type:
 
         # --- in the call ---
 
-        def _has_token(self) -> bool:
-            """Whether the chunks waiting surely hold the first token (False when unsure)."""
-            data = self._carry + b"".join(map(_chunk_of, self._timed))
+        def _has_token(self, since: int) -> bool:
+            """Whether the head so far surely holds the first token (False when unsure), looking at
+            the chunks from ``timed[since]`` on (and the unfinished block before them)."""
+            data = self._carry + b"".join(map(_chunk_of, self._timed[since:]))
             cut = data.rfind(b"\n\n")
             self._carry = data[cut + 2:] if cut >= 0 else data  # where the next chunks' first block starts
             return self._interp.holds_token(data)
