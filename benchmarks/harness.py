@@ -251,6 +251,7 @@ _PACKAGES = (
     "openai",
     "anthropic",
     "httpx",
+    "httpx2",  # the HTTP library of openai >= 3.6x and anthropic >= 2.1x
     "opentelemetry-api",
     "opentelemetry-sdk",
     "opentelemetry-exporter-prometheus",
