@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import re
 import threading
 import time
+import warnings
 from typing import Any, Callable, Iterator, Optional
 
 import httpx
@@ -507,3 +509,20 @@ def test_token_hint_finds_what_the_whole_pattern_finds(name):
         found.append(whole)
     if name.endswith("/long"):
         assert True in found and False in found  # the check is not vacuous
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_starts_its_own_worker():
+    """Cancelled streams are recorded by a worker thread; a forked child has none of the parent's
+    threads, so it starts its own (``flush`` waits for the worker to run a queued item)."""
+    assert flush(5.0)  # the parent's worker runs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork() of a process with threads
+        pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if its worker ran the item
+        try:
+            os._exit(0 if flush(5.0) else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
