@@ -421,6 +421,19 @@ def test_derived_clients_and_feature_precedence(server, registry):
     client.close()
 
 
+def test_feature_precedence_when_the_call_is_opened_at_once(server, registry):
+    """A raw response's call is opened in the call, not with the batch: the client's default
+    feature and a feature(...) block still resolve the same way as for a parsed call."""
+    client = llm_exporter.instrument(OpenAI(base_url=server.openai_base_url, api_key="test"), feature="triage")
+    server.enqueue(Reply(**USAGE), Reply(**USAGE))
+    client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSGS).parse()
+    with llm_exporter.feature("search"):
+        client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSGS).parse()
+    assert_one(registry, "gpt-4o-mini", "stop", feature="triage")
+    assert_one(registry, "gpt-4o-mini", "stop", feature="search")
+    client.close()
+
+
 def test_exemplar_and_feature_come_from_the_callers_context(server, registry):
     """A parsed call is opened with the batch, in another thread here (the scrape's): the trace id
     and the feature(...) block are still the caller's."""

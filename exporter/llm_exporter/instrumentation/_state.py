@@ -12,7 +12,7 @@ from functools import partial
 from time import perf_counter
 from typing import Any, Optional
 
-from .. import metrics
+from .. import contract, metrics
 from ..context import current_feature
 from ..errors import log_failure
 from ..recorder import exemplar
@@ -52,36 +52,91 @@ class CallState:
     multi-process mode open the ``Call`` at once.
     """
 
-    __slots__ = ("call", "provider", "model", "operation", "stream", "raw", "attempts", "observer", "raw_body",
-                 "headers", "m", "feature", "start")
+    # Defaults on the class: a call sets on its instance only what differs from them (every
+    # attribute set in the call is paid by every instrumented call).
+    call: Any = None  # opened by ``open``: at once, or with the batch
+    stream = False
+    raw = False  # the caller gets the raw response, not a parsed object
+    #: a parsed result, the ``Call`` opened with the batch: the wrapper finishes it with the batch too
+    parsed = False
+    attempts = 0  # HTTP attempts sent (the hooks count them; the retries are the rest)
+    observer: Any = None  # what will finish the call from its body (streams, raw responses)
+    raw_body: Optional[bytes] = None  # body of a raw response already read by the SDK
+    context: Optional[contextvars.Context] = None  # the caller's, copied when the open is deferred
+    result: Any = None  # set by ``finish_later``
+    stopped = 0.0
+    error_type: Optional[str] = None
 
-    def __init__(self, provider: str, model: str, feature: Optional[str], operation: str, stream: bool,
-                 raw: bool = False, is_async: bool = False) -> None:
+    def __init__(self, provider: str, kwargs: dict[str, Any], feature: Optional[str], operation: str,
+                 is_async: bool = False, manager: bool = False) -> None:
+        """From the method call's keyword arguments (``manager``: the method returns a stream manager).
+        ``feature`` is the client's default (a ``feature(...)`` block wins, read by ``open``)."""
+        model = kwargs.get("model")
+        self.model = model if isinstance(model, str) and model else "unknown"
         self.provider = provider
-        self.model = model
         self.operation = operation
-        self.stream = stream
-        self.raw = raw  # the caller gets the raw response, not a parsed object
-        self.attempts = 0  # HTTP attempts sent (the hooks count them; the retries are the rest)
-        self.observer: Any = None  # what will finish the call from its body (streams, raw responses)
-        self.raw_body: Optional[bytes] = None  # body of a raw response already read by the SDK
-        self.headers: list[Any] = []  # each attempt's response headers (parsed results; read with the batch)
-        self.call: Any = None  # opened by ``open``: now, or with the batch
         self.feature = feature
+        self.headers: list[Any] = []  # each attempt's response headers (parsed results; read with the batch)
         self.m = m = metrics.current()
         self.start = perf_counter()
-        if m.store is None or raw or (stream and is_async):
+        store = m.store
+        if manager or kwargs.get("stream") is True:
+            self.stream = True
+        if "extra_headers" in kwargs and asks_raw(kwargs):
+            self.raw = True
+            self.open()
+        elif store is None or (self.stream and is_async):
             self.open()
         else:
             # the feature(...) block and the trace it runs in are read with the batch, in a copy
             # of the caller's context (a constant-time copy)
-            m.store.defer(partial(contextvars.copy_context().run, self.open))
+            self.context = contextvars.copy_context()
+            store.defer(self.open_in_context)
+            if not self.stream:
+                self.parsed = True
 
     def open(self) -> None:
         """Open the call (labels, ``llm_in_flight_requests``), in the caller's context."""
         m = self.m
-        self.call = open_call(m, self.provider, self.model, current_feature(self.feature), self.operation,
-                              self.stream, perf_counter, self.start, exemplar(m))
+        feature = current_feature(None)
+        if feature == contract.DEFAULT_FEATURE and self.feature is not None:
+            feature = self.feature  # the client's default, unless a feature(...) block is active
+        self.call = open_call(m, self.provider, self.model, feature, self.operation, self.stream, perf_counter,
+                              self.start, exemplar(m))
+
+    def open_in_context(self) -> None:
+        """``open``, with the batch: in the copy of the caller's context made when the call started."""
+        self.context.run(self.open)
+
+    def finish_later(self, result: Any, stopped: float, error_type: Optional[str]) -> None:
+        """Finish the call with the batch, from a parsed result or none (an error, or a stream whose
+        body was not seen); the duration ends at ``stopped``. The record queued is this state itself
+        (``__call__``): no closure is made in the call."""
+        self.result = result
+        self.stopped = stopped
+        self.error_type = error_type
+        store = self.m.store
+        if store is None:
+            self()
+        else:
+            store.defer(self)
+
+    def __call__(self) -> None:
+        """The finish queued by ``finish_later`` (with the batch)."""
+        call = self.call
+        call.stop(self.stopped)
+        self.count_retries()
+        try:
+            self.record_headers()
+            result = self.result
+            if result is not None:
+                self.result = None
+                if self.operation != "embeddings":
+                    call.record_response(result)
+                else:
+                    _read_embeddings(call, result)
+        finally:
+            call.finish(self.error_type)
 
     def defer(self, apply: Any) -> None:
         """Run ``apply`` with the batch of finished calls, after the call's open (at once in
@@ -137,3 +192,13 @@ class CallState:
         for headers in self.headers:
             _ratelimit.record_headers(self.provider, self.model, headers)
         self.headers.clear()
+
+
+def _read_embeddings(call: Any, result: Any) -> None:
+    usage = getattr(result, "usage", None)
+    prompt = getattr(usage, "prompt_tokens", None)
+    if isinstance(prompt, int):
+        call.set_usage(input_tokens=prompt, output_tokens=0)
+    model = getattr(result, "model", None)
+    if isinstance(model, str):
+        call.set_response_model(model)
