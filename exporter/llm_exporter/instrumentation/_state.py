@@ -115,11 +115,7 @@ class CallState:
         self.result = result
         self.stopped = stopped
         self.error_type = error_type
-        store = self.m.store
-        if store is None:
-            self()
-        else:
-            store.defer(self)
+        self.defer(self)
 
     def __call__(self) -> None:
         """The finish queued by ``finish_later`` (with the batch)."""
