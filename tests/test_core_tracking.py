@@ -451,3 +451,30 @@ def test_stop_ends_the_duration_and_first_token_at_times_a_token_read_later(reg)
     assert v(reg, "llm_request_duration_seconds_sum", **OA) == pytest.approx(1.2)
     assert v(reg, "llm_time_to_first_token_seconds_sum", **OA) == pytest.approx(0.4)
     assert v(reg, "llm_time_per_output_token_seconds_sum", **OA) == pytest.approx(0.4)  # (1.2 - 0.4) / 2
+
+
+def test_newest_values_noted_in_a_batch_are_applied_once_per_key_at_its_end(reg, caplog):
+    from llm_exporter import metrics
+
+    store = metrics.current().store
+    applied: list[tuple[str, list[int]]] = []
+    order: list[str] = []
+
+    def apply(key: str, items: list[int]) -> None:
+        applied.append((key, items))
+        order.append("apply")
+        if key == "bad":
+            raise RuntimeError("boom")
+
+    assert store.newest("a", 0, apply) is False  # no batch running: the caller applies it itself
+    for key, item in (("a", 1), ("b", 2), ("a", 3), ("bad", 4)):
+        store.defer(lambda key=key, item=item: (order.append(f"record {item}"), store.newest(key, item, apply)))
+    store.defer(lambda: order.append("last record"))
+    with caplog.at_level(logging.WARNING, logger="llm_exporter"):
+        store.apply_pending()
+    assert order == ["record 1", "record 2", "record 3", "record 4", "last record"] + ["apply"] * 3
+    assert sorted(applied) == [("a", [1, 3]), ("b", [2]), ("bad", [4])]  # each key once; a failure logged
+    assert "recording the newest values of a batch failed" in caplog.text
+    applied.clear()
+    store.apply_pending()
+    assert applied == []

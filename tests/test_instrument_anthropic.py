@@ -207,6 +207,35 @@ def test_ratelimit_gauges_all_resources(mode, server, registry):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_ratelimit_gauges_show_the_newest_headers_of_calls_between_scrapes(mode, server, registry):
+    # no scrape between the calls: in a single-process app they are read in one batch, where the
+    # newest headers per model win and a value the newest response omits keeps its earlier value
+    full = dict(tokens=(100000, 90000), input_tokens=(80000, 75000), output_tokens=(20000, 15000))
+
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(headers=anthropic_ratelimit_headers(requests=(50, 49), **full)))
+        await c(c.client.messages.create, **KW)
+        server.enqueue(Reply(text="a b c", headers=anthropic_ratelimit_headers(
+            requests=(50, 48), tokens=(100000, 80000), input_tokens=(80000, 70000), output_tokens=(20000, 10000))))
+        await c.drain(await c(c.client.messages.create, stream=True, **KW))
+        server.enqueue(Reply(headers=anthropic_ratelimit_headers(requests=(50, 47))))  # requests only
+        await c(c.client.messages.create, **KW)
+        server.enqueue(Reply(headers=anthropic_ratelimit_headers(requests=(60, 59), **full)))
+        await c(c.client.messages.create, **dict(KW, model="claude-haiku-4-5"))
+
+    run(mode, server, body)
+    expected = {MODEL: {"requests": (47, 50), "tokens": (80000, 100000), "input_tokens": (70000, 80000),
+                        "output_tokens": (10000, 20000)},
+                "claude-haiku-4-5": {"requests": (59, 60), "tokens": (90000, 100000),
+                                     "input_tokens": (75000, 80000), "output_tokens": (15000, 20000)}}
+    for model, values in expected.items():
+        for resource, (remaining, limit) in values.items():
+            rl = dict(provider="anthropic", model=model, resource=resource)
+            assert registry.get_sample_value("llm_ratelimit_remaining", rl) == remaining, (model, resource)
+            assert registry.get_sample_value("llm_ratelimit_limit", rl) == limit, (model, resource)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_stream_cut_midway_is_error(mode, server, registry):
     async def body(c: Ctx) -> None:
         # what the SDK itself raises mid-stream differs by version (httpx's RemoteProtocolError

@@ -274,6 +274,8 @@ class Store:
         self._pending: deque[Callable[[], None]] = deque()
         self._applying = threading.Lock()  # one batch at a time: records run in queue order
         self._drainer: int | None = None  # the thread running a batch
+        #: what only the newest value of counts, noted by this batch's records: key -> (apply, items)
+        self._newest: dict[Any, tuple[Callable[[Any, list[Any]], None], list[Any]]] = {}
 
     def defer(self, apply: Callable[[], None]) -> None:
         """Run ``apply`` (a finished call's reading and recording) with the next batch.
@@ -295,6 +297,20 @@ class Store:
             finally:
                 self._applying.release()
 
+    def newest(self, key: Any, item: Any, apply: Callable[[Any, list[Any]], None]) -> bool:
+        """Note ``item`` under ``key`` for the end of the running batch, where ``apply(key, items)``
+        runs once per key with its items in the order noted. For what only the newest value counts
+        in (gauges set from the latest response): most of a batch's items need no reading. Returns
+        False, noting nothing, when no batch runs in this thread (the caller applies the item)."""
+        if self._drainer != threading.get_ident():
+            return False
+        noted = self._newest.get(key)
+        if noted is None:
+            self._newest[key] = (apply, [item])
+        else:
+            noted[1].append(item)
+        return True
+
     def apply_pending(self) -> None:
         """Run every record queued so far; waits for a batch another thread is running."""
         with self._applying:
@@ -313,12 +329,19 @@ class Store:
                 apply = pop()  # never empty: the mark is in the queue, and only this batch pops
                 if type(apply) is _Mark:
                     if apply is mark:
-                        return
+                        break
                     continue  # left by a batch an exception stopped
                 try:
                     apply()
                 except Exception:
                     log_failure("apply", "recording a finished LLM call failed; its metrics were dropped")
+            newest = self._newest
+            while newest:
+                key, (apply_newest, items) = newest.popitem()
+                try:
+                    apply_newest(key, items)
+                except Exception:
+                    log_failure("apply", "recording the newest values of a batch failed")
         finally:
             self._drainer = None
 

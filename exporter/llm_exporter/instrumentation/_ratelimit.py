@@ -1,7 +1,9 @@
 """Rate-limit response headers -> ``llm_ratelimit_remaining`` / ``llm_ratelimit_limit``.
 
-Runs for every HTTP attempt (with the batch of finished calls, ``Call.defer``), so the usual
-case is kept to C-level work: one pass that maps the lower-case header names to their values
+Noted for every HTTP attempt (``note``, with the batch of finished calls, ``Call.defer``). The
+gauges show the latest values, so a batch reads only the newest headers per (provider, model)
+when they carry every value (``record_newest``): one in a batch of calls, not one per call. Reading
+them is kept to C-level work: one pass that maps the lower-case header names to their values
 (``header_map``), one lookup per header we read, and, when every value is present and plain
 digits, one list store into the (provider, model)'s ``recorder.RateLimits`` (parsed when
 scraped). Anything else takes ``recorder.set_ratelimits``, which checks each value.
@@ -50,24 +52,49 @@ def header_map(headers: Any) -> tuple[dict[bytes, Any], Optional[list[bytes]]]:
     return found, (names if len(found) < len(names) else None)
 
 
+Noted = tuple[Any, Optional[dict[bytes, Any]], Optional[list[bytes]]]  # (headers, found, names)
+
+
+def note(m: Any, provider: str, model: str, headers: Any, found: Optional[dict[bytes, Any]] = None,
+         names: Optional[list[bytes]] = None) -> None:
+    """``record_headers``, or in a batch of finished calls, at its end with the newest headers of
+    the same (provider, model) (``record_newest``). Never raises."""
+    store = m.store
+    if store is None or not store.newest((provider, model), (headers, found, names), record_newest):
+        record_headers(provider, model, headers, found, names)
+
+
+def record_newest(key: tuple[str, str], noted: list[Noted]) -> None:
+    """The headers a batch noted for one (provider, model), in order: the newest alone when they
+    carry every value (the usual response: all earlier values are overwritten), else all in order."""
+    provider, model = key
+    headers, found, names = noted[-1]
+    if record_headers(provider, model, headers, found, names) or len(noted) == 1:
+        return
+    for headers, found, names in noted:  # the newest again last: its values win
+        record_headers(provider, model, headers, found, names)
+
+
 def record_headers(provider: str, model: str, headers: Any, found: Optional[dict[bytes, Any]] = None,
-                   names: Optional[list[bytes]] = None) -> None:
+                   names: Optional[list[bytes]] = None) -> bool:
     """``record`` from a response's headers (``found``, ``names``: their ``header_map``, if made
-    already); run with the batch of finished calls. Never raises."""
+    already); True if every value was set. Never raises."""
     try:
         if found is None:
             found, names = header_map(headers)
-        record(provider, model, found, names)
+        return record(provider, model, found, names)
     except Exception:
         log_failure("instrument.ratelimit", "reading rate-limit headers failed")
+        return False
 
 
-def record(provider: str, model: str, found: dict[bytes, Any], names: Optional[list[bytes]]) -> None:
-    """Store the rate-limit values among ``found`` (a header sent twice is ambiguous: ignored)."""
+def record(provider: str, model: str, found: dict[bytes, Any], names: Optional[list[bytes]]) -> bool:
+    """Store the rate-limit values among ``found`` (a header sent twice is ambiguous: ignored);
+    True if every value was sent, as digits, and stored (no earlier value is left)."""
     wanted = NAMES["anthropic" if provider == "anthropic" else "openai"]
     values = list(map(found.get, wanted))
     if values.count(None) == len(values):
-        return
+        return False
     if names is not None:
         values = [None if v is not None and names.count(n) > 1 else v for n, v in zip(wanted, values)]
     m = metrics.current()
@@ -77,7 +104,8 @@ def record(provider: str, model: str, found: dict[bytes, Any], names: Optional[l
         if entry.lazy and None not in values and None not in entry.children[:len(values)] \
                 and all(map(bytes.isdigit, values)):
             entry.slots[:len(values)] = values
-            return
+            return True
     except TypeError:  # a value that is not bytes
         pass
     set_ratelimits(m, entry, values)
+    return False

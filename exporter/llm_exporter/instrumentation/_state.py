@@ -158,7 +158,7 @@ class CallState:
         names = None
         try:
             found, names = _ratelimit.header_map(headers)  # the content type decides now: map the headers once
-            self.defer(partial(_ratelimit.record_headers, self.provider, self.model, headers, found, names))
+            self.defer(partial(_ratelimit.note, self.m, self.provider, self.model, headers, found, names))
         except Exception:
             log_failure("instrument.ratelimit", "reading rate-limit headers failed")
         status = getattr(response, "status_code", 0)
@@ -186,7 +186,7 @@ class CallState:
     def record_headers(self) -> None:
         """Rate limits from each attempt's headers noted by ``on_response`` (with the batch)."""
         for headers in self.headers:
-            _ratelimit.record_headers(self.provider, self.model, headers)
+            _ratelimit.note(self.m, self.provider, self.model, headers)
         self.headers.clear()
 
 
