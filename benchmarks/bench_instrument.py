@@ -413,6 +413,7 @@ def summarise(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list
                                (f"{statistics.median(ratios):.2f}{_spread(ratios, '{:.2f}')}"
                                 if pm > 0.01 * plain_g else "n/a")])
         pct_of = [(p.median_ci(), statistics.median(p.b_values)) for p in pairs]
+        mean_of = [(statistics.fmean(p.diffs), statistics.median(p.b_values)) for p in pairs]
         for clock, c, rows in (("cpu", comp.cpu, rows_cpu), ("wall", comp, rows_wall)):
             assert c is not None
             plain = c.median("plain")
@@ -420,10 +421,10 @@ def summarise(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list
             if clock == "cpu":
                 if pairs:
                     (med, lo, hi), plain_p = _middle(pct_of, lambda f: f[0][0] / f[1])
-                    mean = statistics.fmean([d for p in pairs for d in p.diffs])
+                    mean, plain_m = _middle(mean_of, lambda f: f[0] / f[1])
                     row.append(f"+{med:.0f} ({lo:.0f}..{hi:.0f}) = {med / plain_p * 100:.1f}%"
                                + _spread([f[0][0] for f in pct_of]))
-                    row.append(f"+{mean:.0f} = {mean / plain_p * 100:.1f}%")
+                    row.append(f"+{mean:.0f} = {mean / plain_m * 100:.1f}%" + _spread([f[0] for f in mean_of]))
                 else:
                     row += ["n/a", "n/a"]
             added = {}
@@ -449,13 +450,14 @@ def summarise(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list
                                                          f"{_spread(repeats, '{:.1f}%')}" if len(pairs) > 1 else ""),
                             "met": pct <= 3.0})
             # all our CPU per call: the mean of the same differences, the batches' work included
-            mean = statistics.fmean([d for p in pairs for d in p.diffs])
-            means = [statistics.fmean(p.diffs) / statistics.median(p.b_values) * 100 for p in pairs]
+            mean, plain_m = _middle(mean_of, lambda f: f[0] / f[1])
             targets.append({"target": f"instrument, {title}: all our CPU per call (mean, batches included) <= 3% "
                                       "of the plain SDK call's",
-                            "measured": f"+{mean:.0f} us of {plain_p:.0f} us = {mean / plain_p * 100:.1f}%, all "
-                                        f"pairs of the {len(pairs)} repeats{_spread(means, '{:.1f}%')}",
-                            "met": mean / plain_p * 100 <= 3.0})
+                            "measured": f"+{mean:.0f} us of {plain_m:.0f} us = {mean / plain_m * 100:.1f}%"
+                                        + (f", median of {len(pairs)} repeats"
+                                           f"{_spread([m / b * 100 for m, b in mean_of], '{:.1f}%')}"
+                                           if len(pairs) > 1 else ""),
+                            "met": mean / plain_m * 100 <= 3.0})
         # the cheapest peer that records token usage as we do, call by call (its added time in the
         # median repeat); any peer if none does
         comparable = {k: v for k, v in peer_pairs.items() if res["recorded"].get(k, {}).get(TOKEN_METRIC)}
@@ -482,7 +484,7 @@ def summarise(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list
                                                f"{_spread(mean_ratios, '{:.2f}')}" if len(mean_ratios) > 1 else ""),
                                 "met": statistics.median(mean_ratios) <= 1 / 3})
     head_cpu = ["call", "plain us/call", "ours added, call by call (95% CI)",
-                "ours added, mean of the same pairs (batches included)", "ours added (blocks)",
+                "ours added, mean of the same pairs (batches included; the median repeat)", "ours added (blocks)",
                 "openllmetry added (blocks)", "otel openai-v2 added (blocks)"]
     head = ["call", "plain us/call", "ours added", "openllmetry added", "otel openai-v2 added",
             "ours / cheapest peer"]
