@@ -157,7 +157,7 @@ def render(data: dict[str, Any]) -> str:
     out = ["# Benchmark results", ""]
     if m.get("quick"):
         out += ["**QUICK RUN (--quick): harness check only, numbers are not meaningful.**", ""]
-    out += ["## Targets", "", "| target | measured (median, q1-q3) | status |", "|---|---|---|"]
+    out += ["## Targets", "", "| target | measured (the ratios: median, q1-q3; the rest as each row says) | status |", "|---|---|---|"]
     out += [f"| {a} | {b} | {c} |" for a, b, c in targets(data)]
     out += ["", "## Machine and versions", "",
             f"{m['date_utc']}; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}; {m['python']}; "
