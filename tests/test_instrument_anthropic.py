@@ -5,6 +5,7 @@ Every scenario runs sync and async. Exact samples are asserted; durations only b
 
 from __future__ import annotations
 
+import gc
 import time
 
 import anthropic
@@ -146,6 +147,47 @@ def test_messages_stream_manager_exit_early_is_cancelled(mode, server, registry)
     run(mode, server, body)
     assert flush()
     assert_one(registry, MODEL, "cancelled", error="cancelled")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stream_left_after_its_end_event_and_closed_is_complete(mode, server, registry):
+    async def body(c: Ctx) -> None:
+        server.enqueue(Reply(text="a b c", chunk_delay_s=0.005, **USAGE))
+        stream = await c(c.client.messages.create, stream=True, **KW)
+        if mode == "async":
+            async for event in stream:
+                if event.type == "message_stop":
+                    break
+        else:
+            for event in stream:
+                if event.type == "message_stop":
+                    break  # the SDK has not seen the body end yet
+        await c.close(stream)
+
+    run(mode, server, body)
+    assert flush()
+    assert_one(registry, MODEL, "stop")
+    assert tokens(registry, MODEL) == SPLIT
+
+
+@pytest.mark.parametrize("read_first", [True, False], ids=["after its first event", "unread"])
+@pytest.mark.parametrize("ending", ["closed", "dropped"])
+def test_stream_left_before_its_end_is_cancelled(read_first, ending, server, registry):
+    client = llm_exporter.instrument(Anthropic(base_url=server.anthropic_base_url, api_key="test"))
+    server.enqueue(Reply(text="a b c d e f", chunk_delay_s=0.005))
+    stream = client.messages.create(stream=True, **KW)
+    if read_first:
+        assert next(iter(stream)).type == "message_start"
+    assert in_flight(registry, MODEL) == 1
+    if ending == "closed":
+        stream.close()
+    else:
+        del stream
+        gc.collect()
+    assert flush()
+    assert_one(registry, MODEL, "cancelled", error="cancelled")
+    assert in_flight(registry, MODEL) == 0
+    client.close()
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -5,8 +5,9 @@ by one that passes every chunk through unchanged and feeds an observer. The call
 finishes exactly once: at the stream's terminal event, on an error event or read
 error, when the body ends without a terminal event (truncated: ``connection``),
 or, if the caller closes the response or drops it early, as ``cancelled``.
-(A sync stream the SDK reads in a single-process app is tapped instead, ``_tap``,
-and read here with the batch of finished calls.)
+(A sync stream the SDK reads in a single-process app is read from the SDK's events
+instead, ``_parsed``; one from a stream helper's manager is tapped, ``_tap``, and read
+here with the batch of finished calls.)
 
 Cancellations from ``close()`` and from garbage collection are recorded by a
 small worker thread: they may run inside a finalizer, and recording there could

@@ -52,6 +52,18 @@ def header_map(headers: Any) -> tuple[dict[bytes, Any], Optional[list[bytes]]]:
     return found, (names if len(found) < len(names) else None)
 
 
+def content_type(headers: Any) -> Any:
+    """The content-type header's value (bytes from httpx's own list, else as the mapping gives
+    it; None if absent), without mapping every header."""
+    entries = getattr(headers, "_list", None)
+    if type(entries) is list:
+        for entry in entries:
+            if entry[1] == CONTENT_TYPE:
+                return entry[2]
+        return None
+    return headers.get("content-type")
+
+
 Noted = tuple[Any, Optional[dict[bytes, Any]], Optional[list[bytes]]]  # (headers, found, names)
 
 

@@ -19,6 +19,7 @@ from ..recorder import exemplar
 from ..tracking import open_call
 from . import _ratelimit
 from ._observe import observe
+from ._parsed import READERS, watch
 from ._tap import tap
 
 _active: contextvars.ContextVar[Optional["CallState"]] = contextvars.ContextVar(
@@ -48,8 +49,9 @@ class CallState:
     in the call as this object only: the ``Call`` is opened (labels, ``llm_in_flight_requests``)
     with the batch of finished calls (``store.Store.defer``), queued ahead of everything else the
     call queues, so a scrape while it runs still sees it in flight; the hooks only note what they
-    see, and a stream is tapped (``_tap``), not read. Async streams, raw responses and
-    multi-process mode open the ``Call`` at once.
+    see, and a stream is read from the events the SDK yields (``_parsed``) or, from a stream
+    helper's manager, tapped (``_tap``). Async streams, raw responses and multi-process mode open
+    the ``Call`` at once.
     """
 
     # Defaults on the class: a call sets on its instance only what differs from them (every
@@ -59,6 +61,8 @@ class CallState:
     raw = False  # the caller gets the raw response, not a parsed object
     #: a parsed result, the ``Call`` opened with the batch: the wrapper finishes it with the batch too
     parsed = False
+    #: a sync stream the SDK parses, opened with the batch: read from the SDK's events (``_parsed``)
+    sdk_events = False
     attempts = 0  # HTTP attempts sent (the hooks count them; the retries are the rest)
     observer: Any = None  # what will finish the call from its body (streams, raw responses)
     raw_body: Optional[bytes] = None  # body of a raw response already read by the SDK
@@ -94,6 +98,8 @@ class CallState:
             store.defer(self.open_in_context)
             if not self.stream:
                 self.parsed = True
+            elif not manager and operation in READERS:
+                self.sdk_events = True  # the SDK's own Stream object comes back: read its events
 
     def open(self) -> None:
         """Open the call (labels, ``llm_in_flight_requests``), in the caller's context."""
@@ -154,6 +160,13 @@ class CallState:
         for the successful one, hook the body. (For a parsed result the response hook only
         keeps each attempt's headers in ``headers``: the wrapper reads them with the result.)"""
         headers = response.headers
+        if self.sdk_events:
+            # a sync stream of the SDK's events: the headers are read with the batch too (``record_headers``)
+            self.headers.append(headers)
+            status = getattr(response, "status_code", 0)
+            if isinstance(status, int) and 200 <= status < 300 and _is_sse(_ratelimit.content_type(headers)):
+                self.observer = watch(self, response)  # ``complete`` attaches it to the SDK's stream
+            return
         found: Any = None
         names = None
         try:
@@ -165,11 +178,8 @@ class CallState:
         if not (isinstance(status, int) and 200 <= status < 300):
             return  # a failed attempt: no body to hook
         ctype = found.get(_ratelimit.CONTENT_TYPE) if found is not None else None
-        if ctype is None:
-            ctype = headers.get("content-type", "")
-        sse = (ctype.find(b"text/event-stream") if isinstance(ctype, bytes)
-               else str(ctype).find("text/event-stream")) >= 0
-        if self.call is None:  # a sync stream, opened with the batch
+        sse = _is_sse(headers.get("content-type", "") if ctype is None else ctype)
+        if self.call is None:  # a sync stream from a stream helper's manager, opened with the batch
             self.observer = tap(self, response) if sse else None
             return
         self.count_retries()  # the attempts are over: the body may end the call before the method returns
@@ -188,6 +198,13 @@ class CallState:
         for headers in self.headers:
             _ratelimit.note(self.m, self.provider, self.model, headers)
         self.headers.clear()
+
+
+def _is_sse(ctype: Any) -> bool:
+    """Whether a content-type header value (bytes or str) is a server-sent event stream's."""
+    if isinstance(ctype, bytes):
+        return ctype.find(b"text/event-stream") >= 0
+    return ctype is not None and str(ctype).find("text/event-stream") >= 0
 
 
 def _read_embeddings(call: Any, result: Any) -> None:

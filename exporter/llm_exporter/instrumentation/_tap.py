@@ -1,5 +1,8 @@
 """A sync stream the SDK reads, in a single-process app: tapped in the call, read with the batch.
 
+Used for the streams a stream helper's manager opens (``messages.stream``) and legacy completions;
+``create(stream=True)`` streams are read from the SDK's events instead (``_parsed``).
+
 In the call, every chunk passes on through C code into a list: with a clock reading each, until
 the raw bytes surely hold the first token (``Interpreter.TOKEN_BLOCK``, looked at every
 ``HEAD_STEP`` chunks), then without. Nothing is parsed there. The lists go to the batch of

@@ -10,6 +10,7 @@ from time import perf_counter
 from typing import Any, Callable, Optional
 
 from ..errors import classify_error, log_failure
+from ._parsed import EventStream
 from ._state import CallState, _active
 
 WRAPPED_ATTR = "__llm_exporter_wrapped__"
@@ -45,8 +46,14 @@ def fail(state: CallState, exc: BaseException) -> None:
 def complete(state: CallState, result: Any) -> None:
     """The method returned: record the result, unless the body will finish the call."""
     try:
-        if state.observer is not None:
-            return  # streams and unread raw bodies finish when their body ends or is closed
+        observer = state.observer
+        if observer is not None:
+            if type(observer) is not EventStream:
+                return  # streams and unread raw bodies finish when their body ends or is closed
+            state.observer = None  # the watcher lives on with the stream, not with the state
+            if observer.attach(result):
+                return
+            observer.over = True  # no events to read: finished now, as a stream whose body was not seen
         if state.call is None or not (state.stream or state.raw):
             # the SDK's parsed result (also when the SDK itself asked for a raw response: anthropic's
             # middleware chain does for plain calls; no second parse of the body), or a stream whose
