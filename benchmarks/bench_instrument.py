@@ -529,7 +529,8 @@ def main() -> None:
         tables.append({
             "title": "Stream observation alone, us per stream (captured SSE bytes, stub call; "
                      "`benchmarks/prototype_sse.py`)",
-            "head": ["stream", "chunks", "exporter (its stream wrapper: head per chunk, rest in batches)",
+            "head": ["stream", "chunks", "exporter, byte observer (async streams, raw responses, stream managers: "
+                     "head per chunk, rest in batches)",
                      "prototype: every chunk read, raw skips (the earlier design)", "exporter / prototype",
                      "same calls on the Call"],
             "rows": [[op, r["chunks"], f"{r['current_us']:.0f}", f"{r['fast_us']:.0f}",

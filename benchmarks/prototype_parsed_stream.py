@@ -9,8 +9,12 @@ the call is finished with the batch from those notes. It covers a plain Anthropi
 ``messages.create(stream=True)`` read to its end, enough to measure; early closes, error
 events, refusal text, the other APIs and the stream helpers are not handled.
 
+The exporter has read sync ``create(stream=True)`` streams this way since the tenth round
+(``instrumentation._parsed``, with all of the above); the prototype stays as the yardstick of the
+least such a reader can cost.
+
 Run: ``python -m benchmarks.prototype_parsed_stream [REPEATS] [ROUNDS]`` (default 3 x 300,
-about 15 s). Plain, ours (the byte tap, as shipped) and the prototype run call by call in the
+about 15 s). Plain, ours (as shipped) and the prototype run call by call in the
 same rounds (``harness.grouped``); it prints each one's added client CPU per call against
 plain, the median (what a call waits for) and the mean (all its CPU, the batches included),
 and checks that the prototype recorded the same as ours. Not used by the exporter; it reaches
