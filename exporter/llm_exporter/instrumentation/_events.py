@@ -16,6 +16,10 @@ from ..quality import DEFAULT_SCAN_CHARS, refusal_detection_enabled
 DONE = "done"
 
 
+#: chat delta fields that make a delta count as the first token (a role-only delta carries content "")
+TOKEN_DELTA_FIELDS = ("content", "tool_calls", "function_call", "refusal", "reasoning_content", "reasoning", "audio")
+
+
 class StreamError(Exception):
     """An error event inside a 200 stream (classified by its provider error type)."""
 
@@ -158,9 +162,7 @@ class ChatInterpreter(Interpreter):
             if not self.seen_token:
                 delta = choice.get("delta")
                 if isinstance(delta, dict):
-                    # role-only chunks carry content "" and do not count
-                    if any(delta.get(k) for k in ("content", "tool_calls", "function_call", "refusal",
-                                                  "reasoning_content", "reasoning", "audio")):
+                    if any(delta.get(k) for k in TOKEN_DELTA_FIELDS):
                         self.token()
                 elif choice.get("text"):  # legacy completions
                     self.token()
@@ -198,15 +200,15 @@ class ChatInterpreter(Interpreter):
 class ResponsesInterpreter(Interpreter):
     """OpenAI Responses API typed events."""
 
-    _FINAL = ("response.completed", "response.incomplete", "response.failed", "response.cancelled")
-    _PARSED = frozenset(name.encode() for name in _FINAL + ("response.created", "error"))
+    FINAL = ("response.completed", "response.incomplete", "response.failed", "response.cancelled")
+    _PARSED = frozenset(name.encode() for name in FINAL + ("response.created", "error"))
 
     def feed(self, event: Optional[str], data: str) -> Any:
         if event is not None:  # the event name repeats the type: skip parsing what we do not need
             if event.endswith(".delta"):
                 self.token()
                 return None
-            if event not in self._FINAL and event not in ("response.created", "error"):
+            if event not in self.FINAL and event not in ("response.created", "error"):
                 return None
         ev = json.loads(data)
         if not isinstance(ev, dict):
@@ -218,7 +220,7 @@ class ResponsesInterpreter(Interpreter):
         if kind == "response.created":
             self.model((ev.get("response") or {}).get("model"))
             return None
-        if kind in self._FINAL:
+        if kind in self.FINAL:
             response = ev.get("response") or {}
             self.model(response.get("model"))
             self.call.record_response(response)

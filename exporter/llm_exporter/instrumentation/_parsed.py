@@ -27,19 +27,16 @@ from typing import Any, Iterator, Optional
 from ..errors import classify_error, log_failure
 from ..quality import DEFAULT_SCAN_CHARS
 from ..responses import fields
-from ._events import StreamError
+from ._events import TOKEN_DELTA_FIELDS, ResponsesInterpreter, StreamError
 from ._observe import _pending, ensure_worker, stream_base
 
 _ENDED, _CANCELLED, _FAILED = "ended", "cancelled", "failed"
 
-#: chat delta fields that make a delta count as the first token (a role-only delta does not)
-_TOKEN_FIELDS = ("content", "tool_calls", "function_call", "refusal", "reasoning_content", "reasoning", "audio")
-_FINAL = frozenset(("response.completed", "response.incomplete", "response.failed", "response.cancelled"))
 
 _classes: dict[type, type] = {}  # response type -> body wrapper class
 
-#: operation -> the ``EventStream`` method reading its events (legacy completions streams are tapped)
-READERS = {"messages": "_messages", "chat": "_chat", "responses": "_responses"}
+#: the operations whose streams are read from the SDK's events (legacy completions streams are tapped)
+READERS = frozenset(("messages", "chat", "responses"))
 
 
 class EventStream:
@@ -58,7 +55,7 @@ class EventStream:
 
     def __init__(self, state: Any) -> None:
         self._state = state
-        self.operation = state.operation
+        self.api = state.operation  # one of READERS
         self.usages: list[Any] = []
         self.collecting = state.m.settings.refusal_detector is not None
         self.text: list[str] = []
@@ -73,7 +70,7 @@ class EventStream:
             events = stream._iterator  # the SDK's generator of parsed events (openai and anthropic)
             if not hasattr(events, "__next__"):
                 return False
-            gen = getattr(self, READERS[self.operation])(events)
+            gen = self._read(events)
             stream._iterator = gen
             self._gen = weakref.ref(gen)
             return True
@@ -81,34 +78,74 @@ class EventStream:
             log_failure("instrument.observe", "wrapping a stream's events failed")
             return False
 
-    # The readers keep what each event is checked against in locals (the first token's time is
-    # mirrored in ``first``): a content delta, most of a stream, costs a type check and a local test.
+    # One reader for the three APIs (their branches inline: no call per event), keeping what each
+    # event is checked against in locals (the first token's time is mirrored in ``first``): a
+    # content delta, most of a stream, costs a type check and a local test.
 
-    def _messages(self, events: Iterator[Any]) -> Iterator[Any]:
-        noting, first, collecting = True, None, self.collecting
+    def _read(self, events: Iterator[Any]) -> Iterator[Any]:
+        api = self.api
+        noting, first, collecting, model = True, None, self.collecting, None
         try:
             for event in events:
                 if noting:
                     try:
-                        kind = event.type
-                        if kind == "content_block_delta":
-                            if first is None or collecting:
-                                delta = event.delta
-                                if first is None and delta.type != "signature_delta":
-                                    self.first = first = perf_counter()
-                                if collecting and delta.type == "text_delta":
-                                    collecting = self._add_text(delta.text)
-                        elif kind == "message_start":
-                            message = event.message
-                            self.model = message.model
-                            if message.usage:
-                                self.usages.append(message.usage)
-                        elif kind == "message_delta":
-                            self.finish_reason = event.delta.stop_reason
+                        if api == "messages":
+                            kind = event.type
+                            if kind == "content_block_delta":
+                                if first is None or collecting:
+                                    delta = event.delta
+                                    if first is None and delta.type != "signature_delta":
+                                        self.first = first = perf_counter()
+                                    if collecting and delta.type == "text_delta":
+                                        collecting = self._add_text(delta.text)
+                            elif kind == "message_start":
+                                message = event.message
+                                self.model = message.model
+                                if message.usage:
+                                    self.usages.append(message.usage)
+                            elif kind == "message_delta":
+                                self.finish_reason = event.delta.stop_reason
+                                if event.usage:
+                                    self.usages.append(event.usage)
+                            elif kind == "message_stop":
+                                self.terminal = True
+                        elif api == "chat":
+                            if model is None:
+                                self.model = model = event.model
+                            for choice in event.choices:
+                                if first is None or collecting:
+                                    delta = fields(choice.delta)  # optional fields without the model's slow misses
+                                    if first is None and any(delta.get(k) for k in TOKEN_DELTA_FIELDS):
+                                        self.first = first = perf_counter()
+                                    if collecting:
+                                        collecting = self._add_text(delta.get("content"))
+                                        if delta.get("refusal"):
+                                            self.explicit_refusal = True
+                                if choice.finish_reason is not None:
+                                    self.finish_reason = choice.finish_reason
+                                    self.terminal = True  # the SDK stops at [DONE] without passing it on
                             if event.usage:
                                 self.usages.append(event.usage)
-                        elif kind == "message_stop":
-                            self.terminal = True
+                        else:  # responses
+                            kind = event.type
+                            if kind.endswith(".delta"):
+                                if first is None:
+                                    self.first = first = perf_counter()
+                            elif kind == "response.created":
+                                if self.model is None:
+                                    self.model = event.response.model
+                            elif kind in ResponsesInterpreter.FINAL:
+                                self.response = response = event.response
+                                if self.model is None:
+                                    self.model = response.model
+                                if kind == "response.failed":
+                                    err = fields(fields(response).get("error"))
+                                    self.error = StreamError({"error": {"type": "server_error", **err}})
+                                self.terminal = True
+                            elif kind == "error":
+                                err = fields(event)
+                                self.error = StreamError({"error": {k: err.get(k) for k in ("code", "message", "param")}})
+                                self.terminal = True
                     except Exception:
                         noting = self._broke()
                 yield event
@@ -117,75 +154,6 @@ class EventStream:
             raise
         except BaseException as exc:
             self._end(_FAILED, classify_error(exc))  # now: an exception holds its frames alive
-            raise
-        self._end(_ENDED)
-
-    def _chat(self, events: Iterator[Any]) -> Iterator[Any]:
-        noting, first, collecting, model = True, None, self.collecting, None
-        try:
-            for chunk in events:
-                if noting:
-                    try:
-                        if model is None:
-                            self.model = model = chunk.model
-                        for choice in chunk.choices:
-                            if first is None or collecting:
-                                delta = fields(choice.delta)  # optional fields without the model's slow misses
-                                if first is None and any(delta.get(k) for k in _TOKEN_FIELDS):
-                                    self.first = first = perf_counter()
-                                if collecting:
-                                    collecting = self._add_text(delta.get("content"))
-                                    if delta.get("refusal"):
-                                        self.explicit_refusal = True
-                            if choice.finish_reason is not None:
-                                self.finish_reason = choice.finish_reason
-                                self.terminal = True  # the SDK stops at [DONE] without passing it on
-                        if chunk.usage:
-                            self.usages.append(chunk.usage)
-                    except Exception:
-                        noting = self._broke()
-                yield chunk
-        except GeneratorExit:
-            self.abandon()
-            raise
-        except BaseException as exc:
-            self._end(_FAILED, classify_error(exc))
-            raise
-        self._end(_ENDED)
-
-    def _responses(self, events: Iterator[Any]) -> Iterator[Any]:
-        noting, first = True, None
-        try:
-            for event in events:
-                if noting:
-                    try:
-                        kind = event.type
-                        if kind.endswith(".delta"):
-                            if first is None:
-                                self.first = first = perf_counter()
-                        elif kind == "response.created":
-                            if self.model is None:
-                                self.model = event.response.model
-                        elif kind in _FINAL:
-                            self.response = response = event.response
-                            if self.model is None:
-                                self.model = response.model
-                            if kind == "response.failed":
-                                err = fields(fields(response).get("error"))
-                                self.error = StreamError({"error": {"type": "server_error", **err}})
-                            self.terminal = True
-                        elif kind == "error":
-                            err = fields(event)
-                            self.error = StreamError({"error": {k: err.get(k) for k in ("code", "message", "param")}})
-                            self.terminal = True
-                    except Exception:
-                        noting = self._broke()
-                yield event
-        except GeneratorExit:
-            self.abandon()
-            raise
-        except BaseException as exc:
-            self._end(_FAILED, classify_error(exc))
             raise
         self._end(_ENDED)
 
