@@ -29,12 +29,28 @@ class StreamError(Exception):
         self.body = body
 
 
-class Interpreter:
+class TextCollector:
+    """Keeps the start of a streamed answer for the opt-in refusal detector."""
+
+    collecting = False
+    text_len = 0
+    text: list[str]
+
+    def add_text(self, text: Any) -> bool:
+        """Keep ``text``; returns whether more is wanted (False once the detector has enough)."""
+        if isinstance(text, str) and text:
+            self.text.append(text)
+            self.text_len += len(text)
+            if self.text_len >= DEFAULT_SCAN_CHARS:
+                self.collecting = False
+        return self.collecting
+
+
+class Interpreter(TextCollector):
     """Base: feeds one call from the events of one stream."""
 
     seen_token = False
     model_set = False
-    text_len = 0
     explicit_refusal = False
     #: when the block being fed arrived (a reading of the call's clock), if it is read later
     arrived: Optional[float] = None
@@ -45,13 +61,6 @@ class Interpreter:
         # Text is kept only while the opt-in refusal detector wants it (the start of the answer).
         self.collecting = refusal_detection_enabled() if refusals is None else refusals
         self.text: list[str] = []
-
-    def add_text(self, text: Any) -> None:
-        if isinstance(text, str) and text:
-            self.text.append(text)
-            self.text_len += len(text)
-            if self.text_len >= DEFAULT_SCAN_CHARS:
-                self.collecting = False
 
     def end_text(self) -> None:
         """The stream completed: run the refusal detector on what was collected."""

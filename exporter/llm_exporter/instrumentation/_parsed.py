@@ -25,9 +25,8 @@ from time import perf_counter
 from typing import Any, Iterator, Optional
 
 from ..errors import classify_error, log_failure
-from ..quality import DEFAULT_SCAN_CHARS
 from ..responses import fields
-from ._events import TOKEN_DELTA_FIELDS, ResponsesInterpreter, StreamError
+from ._events import TOKEN_DELTA_FIELDS, ResponsesInterpreter, StreamError, TextCollector
 from ._observe import _pending, ensure_worker, stream_base
 
 _ENDED, _CANCELLED, _FAILED = "ended", "cancelled", "failed"
@@ -39,7 +38,7 @@ _classes: dict[type, type] = {}  # response type -> body wrapper class
 READERS = frozenset(("messages", "chat", "responses"))
 
 
-class EventStream:
+class EventStream(TextCollector):
     """Notes of one stream's events, and how it ended; finishes the call with the batch."""
 
     over = False  # finished, or handed to the batch / the worker as finished
@@ -58,8 +57,7 @@ class EventStream:
         self.api = state.operation  # one of READERS
         self.usages: list[Any] = []
         self.collecting = state.m.settings.refusal_detector is not None
-        self.text: list[str] = []
-        self.text_len = 0
+        self.text = []
         ensure_worker()  # here, not in a finalizer that cancels (see _observe)
 
     # --- in the call ---
@@ -97,7 +95,7 @@ class EventStream:
                                     if first is None and delta.type != "signature_delta":
                                         self.first = first = perf_counter()
                                     if collecting and delta.type == "text_delta":
-                                        collecting = self._add_text(delta.text)
+                                        collecting = self.add_text(delta.text)
                             elif kind == "message_start":
                                 message = event.message
                                 self.model = message.model
@@ -118,7 +116,7 @@ class EventStream:
                                     if first is None and any(delta.get(k) for k in TOKEN_DELTA_FIELDS):
                                         self.first = first = perf_counter()
                                     if collecting:
-                                        collecting = self._add_text(delta.get("content"))
+                                        collecting = self.add_text(delta.get("content"))
                                         if delta.get("refusal"):
                                             self.explicit_refusal = True
                                 if choice.finish_reason is not None:
@@ -156,15 +154,6 @@ class EventStream:
             self._end(_FAILED, classify_error(exc))  # now: an exception holds its frames alive
             raise
         self._end(_ENDED)
-
-    def _add_text(self, text: Any) -> bool:
-        """Keep the start of the answer for the refusal detector; False once it has enough."""
-        if isinstance(text, str) and text:
-            self.text.append(text)
-            self.text_len += len(text)
-            if self.text_len >= DEFAULT_SCAN_CHARS:
-                self.collecting = False
-        return self.collecting
 
     def _broke(self) -> bool:
         """Noting an event failed: the rest pass on unread (returns the new ``noting``)."""
