@@ -88,7 +88,7 @@ def check_same(path, fast):
     assert len(want) >= 15 and sum(len(v[2]) for v in want.values()) > 300
     # text: our renderer's body has the same samples as prometheus-client's rendering
     reg = CollectorRegistry()
-    reg.register(fast)
+    fast.register_in(reg)
     ours = exposition.generate_latest(reg)
     assert fast_collector(reg) is fast
     assert parsed(ours) == parsed(prometheus_client.generate_latest(ref))

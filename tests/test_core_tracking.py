@@ -14,8 +14,9 @@ from anthropic.types import Message
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
+import llm_exporter
 from llm_exporter import feature, track
-from llm_exporter.quality import RefusalDetector, refusal_detection_enabled
+from llm_exporter.quality import RefusalDetector, text_scan_enabled
 from llm_exporter.testing import fresh_registry
 from llm_exporter.tracking import start_call
 
@@ -93,10 +94,10 @@ def test_stream_ttft_and_tpot_with_fake_clock(reg):
     assert v(reg, "llm_requests_total", **OA, finish_reason="stop") == 1
 
 
-def test_ttft_not_recorded_for_non_streams_and_tpot_needs_two_tokens(reg):
+def test_ttft_only_for_streams_and_tpot_needs_two_tokens(reg):
     clock = FakeClock()
     with track(provider="openai", model="gpt-4o-mini", clock=clock) as call:
-        call.first_token()
+        call.set_usage(output_tokens=5)  # no first token: not a stream
     with track(provider="openai", model="gpt-4o-mini", stream=True, clock=clock) as call:
         clock.t += 1
         call.first_token()
@@ -290,14 +291,14 @@ def test_start_call_fails_open_with_a_broken_registry(reg, caplog, monkeypatch):
 
 
 def test_refusal_detector_opt_in(reg):
-    assert not refusal_detection_enabled()
+    assert not text_scan_enabled(llm_exporter.metrics.current().settings)
     with track(provider="openai", model="gpt-4o-mini", operation="responses") as call:
         call.record_response(responses_response())
     lab = dict(OA, operation="responses")
     assert v(reg, "llm_refusals_total", **lab) is None
 
     reg = fresh_registry(refusal_detector=True)
-    assert refusal_detection_enabled()
+    assert text_scan_enabled(llm_exporter.metrics.current().settings)
     with track(provider="openai", model="gpt-4o-mini", operation="responses") as call:
         call.record_response(responses_response())  # "I cannot help with that."
     with track(provider="anthropic", model="claude-haiku-4-5", operation="messages") as call:
@@ -318,25 +319,21 @@ def test_refusal_detector_opt_in(reg):
     assert v(reg, "llm_refusals_total", **OA) == 1
 
 
-# --- batches: a finished call is applied with the next batch, before any scrape ---------------------
+# --- a finished call is in the registry when finish() returns -------------------------------
 
 
-def test_a_finished_call_keeps_its_own_duration_and_is_applied_before_the_next_scrape(reg):
-    from llm_exporter import store
-
+def test_a_finished_call_is_recorded_when_finish_returns(reg):
     clock = FakeClock()
     call = start_call("openai", "gpt-4o-mini", clock=clock)
+    assert v(reg, "llm_in_flight_requests", **INFL) == 1
     clock.t += 2.0
     call.set_usage(input_tokens=10, output_tokens=5)
     call.finish()
-    pending = call._m.store._pending
-    assert len(pending) == 1 and store.BATCH > 1  # queued: the call itself made no update
-    clock.t += 30.0  # the batch runs later; the duration is still the call's
+    clock.t += 30.0
     assert v(reg, "llm_request_duration_seconds_sum", **OA) == pytest.approx(2.0)
     assert v(reg, "llm_requests_total", **OA, finish_reason="stop") == 1
     assert v(reg, "llm_tokens_total", **OA, token_type="output") == 5
     assert v(reg, "llm_in_flight_requests", **INFL) == 0
-    assert len(pending) == 0
 
 
 def test_facts_given_after_finish_are_ignored(reg):
@@ -354,127 +351,40 @@ def test_facts_given_after_finish_are_ignored(reg):
     assert v(reg, "llm_retries_total", **OA) == 0
 
 
-def test_a_full_batch_is_applied_by_the_thread_that_fills_it(reg):
-    from llm_exporter import store
-
-    calls = [start_call("openai", "gpt-4o-mini") for _ in range(store.BATCH)]
-    bundle = calls[0]._b
-    for call in calls[:-1]:
-        call.finish()
-    assert len(bundle._store._pending) == store.BATCH - 1 and "stop" not in bundle._requests
-    calls[-1].finish()
-    # applied without a scrape: the values are there, nothing waits
-    assert len(bundle._store._pending) == 0
-    assert bundle._requests["stop"].v == store.BATCH and sum(bundle.duration.counts) == store.BATCH
-
-
-def test_records_run_one_at_a_time_in_queue_order(reg):
-    """A scrape while another thread runs a batch waits for it: a call's open runs before its end."""
-    from llm_exporter import metrics
-
-    store = metrics.current().store
-    events: list[str] = []
-    started = threading.Event()
-
-    def slow_open() -> None:
-        events.append("open")
-        started.set()
-        time.sleep(0.2)
-        events.append("opened")
-
-    store.defer(slow_open)
-    store.defer(lambda: events.append("end"))
-    batch = threading.Thread(target=store.apply_pending)
-    batch.start()
-    assert started.wait(5)
-    store.apply_pending()  # what a scrape does first
-    batch.join()
-    assert events == ["open", "opened", "end"]
-
-
-def test_a_scrape_ends_while_other_threads_keep_queueing(reg):
-    """A batch runs what was queued before it started: under steady traffic a scrape still ends.
-    A record queued by a record of the batch (a call's finish) runs in that batch."""
-    from llm_exporter import metrics
-
-    store = metrics.current().store
-    stop = threading.Event()
-    done: list[str] = []
-
-    def produce() -> None:
-        while not stop.is_set():
-            store.defer(lambda: time.sleep(0.001))  # queued faster than one thread applies them
-            time.sleep(0.0005)
-
-    producers = [threading.Thread(target=produce) for _ in range(2)]
-    for p in producers:
-        p.start()
-    try:
-        time.sleep(0.05)
-        store.defer(lambda: store.defer(lambda: done.append("derived")))
-        scrape = threading.Thread(target=store.apply_pending)
-        scrape.start()
-        scrape.join(5)
-        assert not scrape.is_alive()  # ended while the producers still run
-        assert done == ["derived"]
-    finally:
-        stop.set()
-        for p in producers:
-            p.join()
-
-
-def test_a_failing_deferred_record_is_logged_and_the_others_applied(reg, caplog):
-    first = start_call("openai", "gpt-4o-mini")
-    first.finish()
-
-    def broken():
-        raise RuntimeError("boom")
-
-    first._m.store.defer(broken)
-    start_call("openai", "gpt-4o-mini").finish()
-    with caplog.at_level(logging.WARNING, logger="llm_exporter"):
-        assert v(reg, "llm_requests_total", **OA, finish_reason="stop") == 2
-    assert "recording a finished LLM call failed" in caplog.text
-
-
-def test_stop_ends_the_duration_and_first_token_at_times_a_token_read_later(reg):
+def test_first_token_marks_a_call_started_without_stream_as_a_stream(reg):
     clock = FakeClock()
-    call = start_call("openai", "gpt-4o-mini", stream=True, clock=clock)
-    clock.t += 0.4
-    arrived = call.clock()  # the caller keeps the chunk's arrival time and reads the chunk later
-    clock.t += 0.8
-    call.stop()
-    clock.t += 5.0  # reading the stream after it ended
-    call.first_token(at=arrived)
-    call.set_usage(input_tokens=5, output_tokens=3)
-    call.finish()
-    assert v(reg, "llm_request_duration_seconds_sum", **OA) == pytest.approx(1.2)
-    assert v(reg, "llm_time_to_first_token_seconds_sum", **OA) == pytest.approx(0.4)
-    assert v(reg, "llm_time_per_output_token_seconds_sum", **OA) == pytest.approx(0.4)  # (1.2 - 0.4) / 2
+    with track(provider="openai", model="gpt-4o-mini", clock=clock) as call:
+        clock.t += 0.25
+        call.first_token()
+        clock.t += 1.0
+        call.set_usage(input_tokens=5, output_tokens=3)
+    assert call.stream
+    assert v(reg, "llm_time_to_first_token_seconds_sum", **OA) == pytest.approx(0.25)
+    assert v(reg, "llm_time_per_output_token_seconds_sum", **OA) == pytest.approx(0.5)  # (1.25 - 0.25) / 2
 
 
-def test_newest_values_noted_in_a_batch_are_applied_once_per_key_at_its_end(reg, caplog):
-    from llm_exporter import metrics
+def test_a_finish_from_a_finalizer_inside_a_metric_update_waits_for_it(reg):
+    """A dropped stream is finished by a garbage-collector finalizer, which may run while this
+    thread holds a metric lock: the record waits until the update ends (no deadlock, not lost)."""
+    import threading
 
-    store = metrics.current().store
-    applied: list[tuple[str, list[int]]] = []
-    order: list[str] = []
+    from llm_exporter import gcsafe, metrics
 
-    def apply(key: str, items: list[int]) -> None:
-        applied.append((key, items))
-        order.append("apply")
-        if key == "bad":
-            raise RuntimeError("boom")
+    dropped = start_call("openai", "gpt-4o-mini", stream=True)
+    bundle = metrics.current().lookup("openai", "gpt-4o-mini", "unknown", "chat")
+    done = threading.Event()
+    waited: list[bool] = []
 
-    assert store.newest("a", 0, apply) is False  # no batch running: the caller applies it itself
-    for key, item in (("a", 1), ("b", 2), ("a", 3), ("bad", 4)):
-        store.defer(lambda key=key, item=item: (order.append(f"record {item}"), store.newest(key, item, apply)))
-    store.defer(lambda: order.append("last record"))
-    with caplog.at_level(logging.WARNING, logger="llm_exporter"):
-        store.apply_pending()
-    assert order == ["record 1", "record 2", "record 3", "record 4", "last record"] + ["apply"] * 3
-    assert sorted(applied) == [("a", [1, 3]), ("b", [2]), ("bad", [4])]  # each key once; a failure logged
-    assert "recording the newest values of a batch failed" in caplog.text
-    applied.clear()
-    store.apply_pending()
-    assert applied == []
+    def update_interrupted_by_a_finalizer() -> None:
+        with gcsafe.section:
+            with bundle.lock:  # a metric update holding the (non-reentrant) lock
+                dropped.cancel()  # what a finalizer does: it must not take the lock now
+                waited.append("cancelled" not in bundle._requests)
+        done.set()
+
+    worker = threading.Thread(target=update_interrupted_by_a_finalizer, daemon=True)
+    worker.start()
+    assert done.wait(5), "deadlock: the finalizer's record took the lock its thread held"
+    assert waited == [True]  # recorded when the section ended, not inside it
+    assert v(reg, "llm_requests_total", **OA, finish_reason="cancelled") == 1
+    assert v(reg, "llm_in_flight_requests", **INFL) == 0

@@ -14,7 +14,6 @@ from anthropic import Anthropic
 
 import llm_exporter
 from llm_exporter.fakeprovider import Reply, ToolCall, anthropic_ratelimit_headers
-from llm_exporter.instrumentation import flush
 from llm_exporter.testing import fresh_registry
 from sdk_harness import MODES, MSGS, helpers
 
@@ -87,19 +86,21 @@ def test_messages_create_stream_true(mode, server, registry):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_duration_ends_with_the_call_and_the_result_is_read_with_the_batch(mode, server, registry):
+def test_recorded_when_the_call_returns_and_when_the_stream_ends(mode, server, registry):
+    lab = L(MODEL)
+
     async def body(c: Ctx) -> None:
         server.enqueue(Reply(text="Bonjour.", **USAGE))
         await c(c.client.messages.create, **KW)
+        assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="stop")) == 1
         server.enqueue(Reply(text="one two", **USAGE))
-        await c.drain(await c(c.client.messages.create, **KW, stream=True))
-        # both calls are over, their results not read yet: that happens with the batch, here the scrape's
-        store = llm_exporter.metrics.current().store
-        assert len(store._pending) >= 2 and not any(b._requests for b in store.bundles.values())
-        time.sleep(0.6)
+        stream = await c(c.client.messages.create, **KW, stream=True)
+        assert in_flight(registry, MODEL) == 1
+        await c.drain(stream)
+        assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="stop")) == 2
+        assert in_flight(registry, MODEL) == 0
 
     run(mode, server, body)
-    lab = L(MODEL)
     assert registry.get_sample_value("llm_request_duration_seconds_count", lab) == 2
     assert registry.get_sample_value("llm_request_duration_seconds_bucket", dict(lab, le="0.5")) == 2
     assert tokens(registry, MODEL) == {k: 2 * n for k, n in SPLIT.items()}
@@ -145,7 +146,6 @@ def test_messages_stream_manager_exit_early_is_cancelled(mode, server, registry)
             await c.first(stream)
 
     run(mode, server, body)
-    assert flush()
     assert_one(registry, MODEL, "cancelled", error="cancelled")
 
 
@@ -165,7 +165,6 @@ def test_stream_left_after_its_end_event_and_closed_is_complete(mode, server, re
         await c.close(stream)
 
     run(mode, server, body)
-    assert flush()
     assert_one(registry, MODEL, "stop")
     assert tokens(registry, MODEL) == SPLIT
 
@@ -184,7 +183,6 @@ def test_stream_left_before_its_end_is_cancelled(read_first, ending, server, reg
     else:
         del stream
         gc.collect()
-    assert flush()
     assert_one(registry, MODEL, "cancelled", error="cancelled")
     assert in_flight(registry, MODEL) == 0
     client.close()
@@ -250,8 +248,7 @@ def test_ratelimit_gauges_all_resources(mode, server, registry):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_ratelimit_gauges_show_the_newest_headers_of_calls_between_scrapes(mode, server, registry):
-    # no scrape between the calls: in a single-process app they are read in one batch, where the
-    # newest headers per model win and a value the newest response omits keeps its earlier value
+    # the newest headers per model win, and a value the newest response omits keeps its earlier value
     full = dict(tokens=(100000, 90000), input_tokens=(80000, 75000), output_tokens=(20000, 15000))
 
     async def body(c: Ctx) -> None:
@@ -307,7 +304,6 @@ def test_overloaded_error_event_inside_stream(mode, server, registry):
             await c.drain(stream)
 
     run(mode, server, body)
-    flush()  # an error event read together with earlier events is recorded on the worker thread
     assert_one(registry, MODEL, "error", error="overloaded")
 
 
@@ -344,30 +340,23 @@ def test_instrument_is_idempotent_hooks_installed_once(server, registry):
     client.close()
 
 
-def test_middleware_fallback_records_the_same(server, registry):
-    """The hook point used when the HTTP client has no event hooks: anthropic's public middleware."""
-    from llm_exporter.instrumentation import anthropic as ours
-    from llm_exporter.instrumentation._wrap import install_methods
+def test_a_method_missing_from_the_installed_sdk_is_logged_once(server, registry, caplog):
+    """A table entry the installed SDK does not have is skipped with one warning, however many
+    clients are instrumented; the other methods are still recorded."""
+    from llm_exporter.instrumentation import _calls
 
-    client = Anthropic(base_url=server.anthropic_base_url, api_key="test")
-    assert ours._install_middleware(client)
-    assert install_methods(client, ours.PROVIDER, ours.METHODS, None, False) == 3
-    assert sum(isinstance(m, ours.middleware_class()) for m in client.middleware) == 1
-    server.enqueue(Reply(status=529, retry_after=0.01, headers=anthropic_ratelimit_headers(requests=(50, 7))),
-                   Reply(**USAGE), Reply(text="one two", finish_reason="max_tokens", chunk_delay_s=0.001, **USAGE))
-    client.messages.create(**KW)
-    for _ in client.messages.create(stream=True, **KW):
-        pass
-    lab = L(MODEL)
-    assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="stop")) == 1
-    assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="length")) == 1
-    assert registry.get_sample_value("llm_retries_total", lab) == 1
-    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", lab) == 1
-    assert tokens(registry, MODEL) == {k: 2 * v for k, v in SPLIT.items()}
-    assert registry.get_sample_value("llm_ratelimit_remaining", dict(provider="anthropic", model=MODEL,
-                                                                     resource="requests")) == 7
-    assert in_flight(registry, MODEL) == 0
-    client.close()
+    table = (_calls.MethodSpec(("messages",), "create", "messages"),
+             _calls.MethodSpec(("messages",), "summon", "messages"))
+    clients = [Anthropic(base_url=server.anthropic_base_url, api_key="test") for _ in range(3)]
+    with caplog.at_level("WARNING", logger="llm_exporter"):
+        for client in clients:
+            _calls.install_methods(client, "anthropic", table, None, False)
+    missing = [r for r in caplog.records if "messages.summon is not in the installed SDK" in r.getMessage()]
+    assert len(missing) == 1
+    clients[0].messages.create(**KW)
+    assert_one(registry, MODEL, "stop")
+    for client in clients:
+        client.close()
 
 
 def test_user_middleware_keeps_working(server, registry):
@@ -398,6 +387,5 @@ def test_stream_refusal_detected_when_opted_in(mode, server):
     reg = fresh_registry(refusal_detector=True)
     server.reset()
     run(mode, server, body)
-    flush()
     assert reg.get_sample_value("llm_refusals_total", L(MODEL)) == 1
     assert reg.get_sample_value("llm_requests_total", L(MODEL, finish_reason="stop")) == 2

@@ -16,7 +16,6 @@ from openai import OpenAI
 
 import llm_exporter
 from llm_exporter.fakeprovider import Reply, ToolCall, openai_ratelimit_headers
-from llm_exporter.instrumentation import flush
 from llm_exporter.testing import fresh_registry
 from sdk_harness import MODES, MSGS, helpers
 
@@ -79,19 +78,25 @@ def test_chat_stream_with_include_usage(mode, server, registry):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_duration_ends_with_the_call_and_the_result_is_read_with_the_batch(mode, server, registry):
+def test_recorded_when_the_call_returns_and_when_the_stream_ends(mode, server, registry):
+    """No batch, no scrape needed: a finished call is in the registry when the method returns,
+    a stream's when its last event has been read."""
+    lab = L("gpt-4o-mini")
+
     async def body(c: Ctx) -> None:
         server.enqueue(Reply(text="Bonjour.", **USAGE))
         await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS)
+        assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="stop")) == 1
+        assert tokens(registry, "gpt-4o-mini") == SPLIT
         server.enqueue(Reply(text="one two", **USAGE))
-        await c.drain(await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS, stream=True, stream_options={"include_usage": True}))
-        # both calls are over, their results not read yet: that happens with the batch, here the scrape's
-        store = llm_exporter.metrics.current().store
-        assert len(store._pending) >= 2 and not any(b._requests for b in store.bundles.values())
-        time.sleep(0.6)
+        stream = await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS, stream=True,
+                         stream_options={"include_usage": True})
+        assert in_flight(registry, "gpt-4o-mini") == 1
+        await c.drain(stream)
+        assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="stop")) == 2
+        assert in_flight(registry, "gpt-4o-mini") == 0
 
     run(mode, server, body)
-    lab = L("gpt-4o-mini")
     assert registry.get_sample_value("llm_request_duration_seconds_count", lab) == 2
     assert registry.get_sample_value("llm_request_duration_seconds_bucket", dict(lab, le="0.5")) == 2
     assert tokens(registry, "gpt-4o-mini") == {k: 2 * n for k, n in SPLIT.items()}
@@ -168,7 +173,8 @@ def test_parse_helper_and_raw_response(mode, server, registry):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_with_streaming_response_plain_and_stream(mode, server, registry):
-    """The body is read by the caller after the method returns: usage still comes from it."""
+    """The body is read by the caller after the method returns, from bytes the SDK yields no events
+    for: recorded when the response arrives, with duration and outcome only (documented)."""
     async def body(c: Ctx) -> None:
         server.enqueue(Reply(**USAGE), Reply(text="a b c", chunk_delay_s=0.001, **USAGE))
         async with c.enter(c.client.chat.completions.with_streaming_response.create(
@@ -183,9 +189,10 @@ def test_with_streaming_response_plain_and_stream(mode, server, registry):
 
     run(mode, server, body)
     lab = L("gpt-4o-mini")
-    assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="stop")) == 2
-    assert tokens(registry, "gpt-4o-mini") == {k: 2 * v for k, v in SPLIT.items()}
-    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", lab) == 1
+    assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="other")) == 2
+    assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="stop")) is None
+    assert tokens(registry, "gpt-4o-mini") == {k: None for k in SPLIT}
+    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", lab) is None
     assert in_flight(registry, "gpt-4o-mini") == 0
 
 
@@ -207,7 +214,6 @@ def test_error_event_late_in_a_stream(mode, operation, server, registry):
             pass  # chat: the SDK raises on the error event; responses: it yields it as an event
 
     run(mode, server, body)
-    flush()  # an error event read together with earlier events is recorded on the worker thread
     assert_one(registry, "gpt-4o-mini", "error", operation=operation, error="server_error")
     assert registry.get_sample_value("llm_time_to_first_token_seconds_count", L("gpt-4o-mini", operation)) == 1
 
@@ -356,7 +362,6 @@ def test_stream_early_break_and_close_is_cancelled(mode, server, registry):
         await c.close(stream)
 
     run(mode, server, body)
-    assert flush()
     assert_one(registry, "gpt-4o-mini", "cancelled", error="cancelled")
 
 
@@ -368,15 +373,13 @@ def test_stream_abandoned_and_garbage_collected_is_cancelled(server, registry):
     assert in_flight(registry, "gpt-4o-mini") == 1
     del stream
     gc.collect()
-    assert flush()
     assert_one(registry, "gpt-4o-mini", "cancelled", error="cancelled")
     client.close()
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_call_is_in_flight_while_it_runs(stream, server, registry):
-    """A sync call, parsed or streamed, is opened with the batch of finished calls; a scrape during
-    the call applies the batch, so the call shows in flight all the same."""
+    """A scrape during a call, parsed or streamed, sees it in flight."""
     client = llm_exporter.instrument(OpenAI(base_url=server.openai_base_url, api_key="test"))
     server.enqueue(Reply(delay_s=0.4, **USAGE))
     kw = dict(stream=True, stream_options={"include_usage": True}) if stream else {}
@@ -422,8 +425,8 @@ def test_derived_clients_and_feature_precedence(server, registry):
 
 
 def test_feature_precedence_when_the_call_is_opened_at_once(server, registry):
-    """A raw response's call is opened in the call, not with the batch: the client's default
-    feature and a feature(...) block still resolve the same way as for a parsed call."""
+    """A raw response's call: the client's default feature and a feature(...) block resolve the
+    same way as for a parsed call."""
     client = llm_exporter.instrument(OpenAI(base_url=server.openai_base_url, api_key="test"), feature="triage")
     server.enqueue(Reply(**USAGE), Reply(**USAGE))
     client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MSGS).parse()
@@ -435,8 +438,8 @@ def test_feature_precedence_when_the_call_is_opened_at_once(server, registry):
 
 
 def test_exemplar_and_feature_come_from_the_callers_context(server, registry):
-    """A parsed call is opened with the batch, in another thread here (the scrape's): the trace id
-    and the feature(...) block are still the caller's."""
+    """The trace id and the feature(...) block are the caller's, read when the call starts (the
+    scrape runs in another thread)."""
     from opentelemetry.sdk.trace import TracerProvider
     from prometheus_client.openmetrics.exposition import generate_latest
 
@@ -470,18 +473,17 @@ def test_azure_client_is_supported(server, registry):
 
 
 def test_instrumentation_fault_never_breaks_the_call(server, registry, monkeypatch):
-    from llm_exporter.instrumentation import _events
+    from llm_exporter.instrumentation import _streams
 
-    def boom(self, event, data):
+    def boom(reader, event):
         raise RuntimeError("instrumentation bug")
 
-    monkeypatch.setattr(_events.ChatInterpreter, "feed", boom)  # our code, not the SDK's
+    monkeypatch.setitem(_streams._HANDLERS, "chat", boom)  # our code, not the SDK's
     client = llm_exporter.instrument(OpenAI(base_url=server.openai_base_url, api_key="test"))
     server.enqueue(Reply(text="still works"))
     chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True))
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == "still works"
-    assert flush()
-    assert_one(registry, "gpt-4o-mini", "stop")
+    assert_one(registry, "gpt-4o-mini", "other")  # its end was not observed: never "stop"
     client.close()
 
 
@@ -503,13 +505,11 @@ def test_chat_stream_refusal_detected_only_when_opted_in(mode, server):
     reg = fresh_registry(refusal_detector=True)
     server.reset()
     run(mode, server, body)
-    flush()
     assert reg.get_sample_value("llm_refusals_total", L("gpt-4o-mini")) == 1
     assert reg.get_sample_value("llm_requests_total", L("gpt-4o-mini", finish_reason="stop")) == 2
 
     reg = fresh_registry()  # detector off: nothing counted
     server.reset()
     run(mode, server, body)
-    flush()
     assert reg.get_sample_value("llm_refusals_total", L("gpt-4o-mini")) is None
     assert reg.get_sample_value("llm_requests_total", L("gpt-4o-mini", finish_reason="stop")) == 2

@@ -1,4 +1,4 @@
-"""Rate-limit headers as the instrumentation reads them: the C-level fast path and its fallbacks."""
+"""Rate-limit headers as the per-attempt response hook reads them (``_hooks.record_ratelimit_headers``)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import pytest
 
 from llm_exporter import exposition, metrics
 from llm_exporter.fakeprovider import anthropic_ratelimit_headers, openai_ratelimit_headers
-from llm_exporter.instrumentation import _ratelimit
+from llm_exporter.instrumentation._hooks import record_ratelimit_headers
 from llm_exporter.testing import fresh_registry
 
 
 def read(provider: str, model: str, headers: object) -> None:
-    found, names = _ratelimit.header_map(headers)
-    _ratelimit.record(provider, model, found, names)
+    record_ratelimit_headers(metrics.current(), provider, model, headers)
 
 
 def gauges(reg: object, provider: str, model: str) -> dict[tuple[str, str], float]:
@@ -33,7 +32,7 @@ def test_anthropic_headers_every_resource_and_later_values_win():
         output_tokens=(400_000, 399_700))))
     read("anthropic", "claude", httpx.Headers(anthropic_ratelimit_headers(
         requests=(4000, 3998), tokens=(2_000_000, 1_980_000), input_tokens=(1_600_000, 1_597_600),
-        output_tokens=(400_000, 399_400))))  # the fast path: gauges exist, all digits
+        output_tokens=(400_000, 399_400))))
     assert gauges(reg, "anthropic", "claude") == {
         ("remaining", "requests"): 3998, ("limit", "requests"): 4000,
         ("remaining", "tokens"): 1_980_000, ("limit", "tokens"): 2_000_000,
@@ -60,12 +59,11 @@ def test_missing_garbage_duplicate_and_decimal_values():
     }
 
 
-def test_plain_mapping_headers_and_no_rate_limit_headers():
+def test_no_rate_limit_headers_and_headers_that_cannot_be_read():
     reg = fresh_registry()
-    read("openai", "gpt-4o", {"Content-Type": "application/json"})  # nothing to record
+    read("openai", "gpt-4o", httpx.Headers({"Content-Type": "application/json"}))  # nothing to record
+    read("openai", "gpt-4o", {"x-ratelimit-remaining-requests": "12"})  # no .raw: logged, never raised
     assert gauges(reg, "openai", "gpt-4o") == {}
-    read("openai", "gpt-4o", {"X-RateLimit-Remaining-Requests": "12", "x-ratelimit-limit-requests": 20})
-    assert gauges(reg, "openai", "gpt-4o") == {("remaining", "requests"): 12, ("limit", "requests"): 20}
 
 
 @pytest.mark.parametrize("lazy", [True, False], ids=["single-process: read at scrape", "multi-process: set"])

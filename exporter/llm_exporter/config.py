@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from . import contract, metrics
 from . import pricing as _pricing
+from .quality import RefusalDetector
 
 _UNSET: Any = object()
 
@@ -64,12 +65,10 @@ def configure(
     """
     with metrics._active_lock:
         old = metrics._active
-        base = old.settings if old is not None else None
-        s = metrics.Settings(registry=prometheus_client.REGISTRY)
-        if base is not None:
-            s = metrics.Settings(**vars(base))
+        if old is not None:
+            s = metrics.Settings(**vars(old.settings))
         else:
-            s.pricing_path = _pricing.user_path_from_env()
+            s = metrics.Settings(registry=prometheus_client.REGISTRY, pricing_path=_pricing.user_path_from_env())
         if registry is not _UNSET:
             s.registry = registry if registry is not None else prometheus_client.REGISTRY
         if pricing is not _UNSET:
@@ -84,29 +83,12 @@ def configure(
             s.refusal_detector = _detector(refusal_detector)
         if exemplars is not _UNSET:
             s.exemplars = bool(exemplars)
-
-        table = _pricing.load(s.pricing_path)  # raises before anything changes
-        if s.created_series:
-            prometheus_client.enable_created_metrics()
-        else:
-            prometheus_client.disable_created_metrics()
-        if old is not None:
-            old.unregister()  # frees the names if the registry is the same
-        try:
-            new = metrics.Metrics(s, table)
-        except Exception:
-            if old is not None:  # keep serving the previous metrics
-                old.register_again()
-            raise
-        metrics.install(new)
-        return s.registry
+        return metrics.activate(s).registry
 
 
 def _detector(value: Any) -> Any:
     if value is None or value is False:
         return None
-    from .quality import RefusalDetector
-
     if value is True:
         return RefusalDetector()
     if isinstance(value, RefusalDetector):

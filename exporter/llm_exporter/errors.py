@@ -166,7 +166,7 @@ def _classify(error: BaseException | str | None) -> str:
 
 LOG_INTERVAL_S = 60.0
 _last_logged: dict[str, float] = {}
-_log_lock = threading.Lock()
+_log_lock = threading.RLock()  # reentrant: a finalizer may log while this thread logs
 
 
 def log_failure(key: str, message: str, *args: Any, exc_info: bool = True) -> None:
@@ -189,7 +189,24 @@ def log_failure(key: str, message: str, *args: Any, exc_info: bool = True) -> No
         pass
 
 
+_logged_once: set[str] = set()
+
+
+def log_once(key: str, message: str, *args: Any) -> None:
+    """Log a warning the first time ``key`` is seen in this process (a missing hook point:
+    it stays missing, so once is enough)."""
+    with _log_lock:
+        if key in _logged_once:
+            return
+        _logged_once.add(key)
+    try:
+        logger.warning("llm_exporter: " + message, *args)
+    except Exception:
+        pass
+
+
 def reset_log_limits() -> None:
     """Forget which failures were logged (tests that assert on log output)."""
     with _log_lock:
         _last_logged.clear()
+        _logged_once.clear()

@@ -17,20 +17,21 @@ text cached across scrapes).
 from __future__ import annotations
 
 import gzip
+import socket
 import threading
 from functools import partial
 from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs
-from wsgiref.simple_server import make_server
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import prometheus_client
-import prometheus_client.metrics as _pc_metrics
 from prometheus_client import CollectorRegistry
-from prometheus_client import exposition as _pe
+from prometheus_client.exposition import ThreadingWSGIServer, choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector
 
 from . import metrics, multiprocess
 from .errors import log_failure
+from .store import created_series_enabled, rendering
 
 
 class _Current(Collector):
@@ -49,21 +50,19 @@ class _Current(Collector):
 
 
 class _Rest(Collector):
-    """Every collector of a registry but one (ours), in registration order."""
+    """Every collector of a registry but ``skip`` (ours, rendered already), through the registry's
+    public ``collect``: ``skip`` answers nothing in this thread meanwhile (``store.rendering``)."""
 
     def __init__(self, registry: CollectorRegistry, skip: Any) -> None:
         self._registry = registry
         self._skip = skip
 
     def collect(self) -> Iterable[Any]:
-        r = self._registry
-        with r._lock:
-            collectors = [c for c in r._collector_to_names if c is not self._skip]
-            info = r._target_info_metric() if r._target_info else None
-        if info is not None:
-            yield info
-        for c in collectors:
-            yield from c.collect()
+        rendering(self._skip)
+        try:
+            yield from self._registry.collect()
+        finally:
+            rendering(None)
 
 
 def generate_latest(registry: Any = None) -> bytes:
@@ -80,9 +79,9 @@ def generate_latest(registry: Any = None) -> bytes:
         fast = multiprocess.fast_collector(target)
         if fast is not None:  # multi-process: merged worker files, rendered with cached label text
             return fast.render_text().encode("utf-8") + prometheus_client.generate_latest(_Rest(target, fast))
-        c = metrics.current().collector
-        if (c is None or _pc_metrics._use_created or not isinstance(target, CollectorRegistry)
-                or c not in target._collector_to_names):
+        m = metrics.current()
+        c = m.collector
+        if c is None or target is not m.registry or created_series_enabled():
             return prometheus_client.generate_latest(target)  # multi-process, _created on, or not our registry
         return c.render_text().encode("utf-8") + prometheus_client.generate_latest(_Rest(target, c))
     except Exception:  # e.g. registry internals changed in a newer prometheus-client: the standard path
@@ -99,14 +98,14 @@ def _is_text(encoder: Any) -> bool:
 def _bake_output(registry: Any, accept_header: str | None, accept_encoding_header: str | None,
                  params: dict[str, list[str]]) -> tuple[str, list[tuple[str, str]], bytes]:
     """prometheus-client's ``_bake_output`` with our text renderer for the classic format."""
-    encoder, content_type = _pe.choose_encoder(accept_header or "")
+    encoder, content_type = choose_encoder(accept_header or "")
     if "name[]" in params:
         registry = registry.restricted_registry(params["name[]"])
     elif _is_text(encoder):
         encoder = generate_latest  # label names are valid legacy names: escaping schemes change nothing
     output = encoder(registry)
     headers = [("Content-Type", content_type)]
-    if _pe.gzip_accepted(accept_encoding_header or ""):
+    if gzip_accepted(accept_encoding_header or ""):
         output = gzip.compress(output)
         headers.append(("Content-Encoding", "gzip"))
     return "200 OK", headers, output
@@ -141,17 +140,25 @@ def _registry(registry: CollectorRegistry | None) -> Any:
     return registry if registry is not None else _Current()
 
 
+class _QuietHandler(WSGIRequestHandler):
+    """No access log line per scrape on stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 def start_http_server(port: int, addr: str = "0.0.0.0", registry: CollectorRegistry | None = None) -> tuple[Any, Any]:
     """Serve /metrics on ``addr:port`` in a daemon thread; returns ``(server, thread)``.
 
     Stop it with ``server.shutdown(); server.server_close()``. ``port=0`` picks a
     free port (``server.server_port``).
     """
-    class _Server(_pe.ThreadingWSGIServer):
-        """Per-call subclass, as prometheus-client does, to set the address family."""
+    class _Server(ThreadingWSGIServer):
+        """Per-call subclass, to set the address family of ``addr``."""
 
-    _Server.address_family, addr = _pe._get_best_family(addr, port)
-    httpd = make_server(addr, port, _wsgi_app(_registry(registry)), _Server, handler_class=_pe._SilentHandler)
+    infos = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    _Server.address_family = infos[0][0]  # IPv6 for "::", IPv4 for "0.0.0.0" and names that resolve to it
+    httpd = make_server(addr, port, _wsgi_app(_registry(registry)), _Server, handler_class=_QuietHandler)
     t = threading.Thread(target=httpd.serve_forever, daemon=True)
     t.start()
     return httpd, t

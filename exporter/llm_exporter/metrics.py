@@ -23,9 +23,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
-from . import __version__, contract, normalise, store
+from . import __version__, contract, normalise, pricing, store
 from .labels import LabelGuard
 from .pricing import PriceTable
 
@@ -310,14 +311,36 @@ def current() -> Metrics:
     """The active ``Metrics``; built with default settings on first use."""
     m = _active
     if m is None:
-        from . import config  # late: config imports this module
-
         with _active_lock:
             if _active is None:
-                config.configure()
+                activate(Settings(registry=prometheus_client.REGISTRY, pricing_path=pricing.user_path_from_env()))
             m = _active
     assert m is not None
     return m
+
+
+def activate(s: Settings) -> Metrics:
+    """Build the families for ``s`` and make them the active ones, in place of the previous set.
+
+    The price table is loaded first: a bad file raises before anything changes.
+    """
+    with _active_lock:
+        table = pricing.load(s.pricing_path)
+        if s.created_series:
+            prometheus_client.enable_created_metrics()
+        else:
+            prometheus_client.disable_created_metrics()
+        old = _active
+        if old is not None:
+            old.unregister()  # frees the names if the registry is the same
+        try:
+            new = Metrics(s, table)
+        except Exception:
+            if old is not None:  # keep serving the previous metrics
+                old.register_again()
+            raise
+        install(new)
+        return new
 
 
 def install(m: Metrics) -> Metrics | None:
@@ -326,10 +349,3 @@ def install(m: Metrics) -> Metrics | None:
     with _active_lock:
         old, _active = _active, m
     return old
-
-
-def reset_for_tests() -> CollectorRegistry:
-    """Fresh registry and state (same as ``testing.fresh_registry()``)."""
-    from .testing import fresh_registry
-
-    return fresh_registry()

@@ -24,17 +24,17 @@ import mmap
 import os
 import struct
 import threading
+import weakref
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import multiprocess as _mp
 from prometheus_client.metrics_core import Metric
-from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES, _escape, escape_label_name, escape_metric_name
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from .store import fmt
+from .store import escape_label_value, fmt, rendered_already
 
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -54,6 +54,8 @@ def mark_process_dead(pid: int, path: str | None = None) -> None:
 
 _registries: dict[str, CollectorRegistry] = {}
 _registries_lock = threading.Lock()
+#: registry -> the FastMultiProcessCollector registered in it (``fast_collector``)
+_fast_by_registry: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
 def collecting_registry(path: str | None = None) -> CollectorRegistry:
@@ -77,10 +79,7 @@ def fast_collector(registry: Any) -> FastMultiProcessCollector | None:
     """The ``FastMultiProcessCollector`` registered in ``registry``, if any."""
     if not isinstance(registry, CollectorRegistry):
         return None
-    for c in list(registry._collector_to_names):
-        if isinstance(c, FastMultiProcessCollector):
-            return c
-    return None
+    return _fast_by_registry.get(registry)
 
 
 # --- the collector ------------------------------------------------------------------
@@ -108,7 +107,7 @@ class _Family:
         self.hists: dict[tuple[tuple[str, str], ...], _Hist] = {}
         mname = name + "_total" if typ == "counter" else name
         doc = help_text.replace("\\", r"\\").replace("\n", r"\n")
-        ename = escape_metric_name(mname, UNDERSCORES)
+        ename = mname  # metric and label names are plain identifiers: written as they are
         self.header = f"# HELP {ename} {doc}\n# TYPE {ename} {typ}\n"
 
 
@@ -135,10 +134,10 @@ class _Layout:
 
 def _prefix(name: str, labels: tuple[tuple[str, str], ...]) -> str:
     """``name{labels} `` exactly as prometheus-client's generate_latest writes it."""
-    ename = escape_metric_name(name, UNDERSCORES)
+    ename = name
     if not labels:
         return ename + " "
-    text = ",".join(f'{escape_label_name(k, UNDERSCORES)}="{_escape(v, ALLOWUTF8, False)}"'
+    text = ",".join(f'{k}="{escape_label_value(v)}"'
                     for k, v in sorted(labels))
     return f"{ename}{{{text}}} "
 
@@ -153,7 +152,12 @@ class FastMultiProcessCollector(Collector):
         self._lock = threading.Lock()
         self._reset()
         if registry is not None:
-            registry.register(self)
+            self.register_in(registry)
+
+    def register_in(self, registry: CollectorRegistry) -> None:
+        """Register in ``registry``, where ``exposition.generate_latest`` finds it for the fast text path."""
+        registry.register(self)
+        _fast_by_registry[registry] = self
 
     def _reset(self) -> None:
         self._keys: dict[bytes, tuple[str, str, tuple[tuple[str, str], ...], str]] = {}
@@ -316,6 +320,8 @@ class FastMultiProcessCollector(Collector):
     # --- output ----------------------------------------------------------------------
 
     def collect(self) -> list[Metric]:
+        if rendered_already(self):
+            return []
         with self._lock:
             self._stamps: dict[int, float] = {}
             acc, present = self._merge()

@@ -48,12 +48,9 @@ class RefusalDetector:
         return self._regex.search(text, 0, self.scan_chars) is not None
 
 
-def refusal_detection_enabled() -> bool:
-    """Whether a refusal detector is configured (instrumentation skips text accumulation if not)."""
-    try:
-        return metrics.current().settings.refusal_detector is not None
-    except Exception:
-        return False
+def text_scan_enabled(settings: metrics.Settings) -> bool:
+    """Whether a detector that reads answer text is configured (streams keep no text otherwise)."""
+    return settings.refusal_detector is not None
 
 
 def detector() -> RefusalDetector | None:

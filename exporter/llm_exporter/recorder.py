@@ -8,7 +8,7 @@ import functools
 import math
 from typing import Any
 
-from . import contract, metrics, normalise
+from . import contract, gcsafe, metrics, normalise
 from .context import current_feature
 from .errors import classify_error, log_failure
 from .metrics import Bundle, Metrics
@@ -79,7 +79,9 @@ def record(
             cost_usd = price.cost(parts)
             if parts.cache_read:
                 savings = price.cache_savings(parts)
-    b.apply(finish_reason, error_type, duration, ttft, tpot, parts, cost_usd, savings, unpriced, retries, refused, ex)
+    with gcsafe.section:
+        b.apply(finish_reason, error_type, duration, ttft, tpot, parts, cost_usd, savings, unpriced, retries, refused,
+                ex)
 
 
 # --- record_call -----------------------------------------------------------------------
@@ -273,10 +275,11 @@ def ratelimits(m: Metrics, provider: str, model: str) -> RateLimits:
 def set_ratelimits(m: Metrics, entry: RateLimits, values: list[Any]) -> None:
     """Slots ``0..len(values)-1`` from raw header values (None: not sent); what is not a finite
     number >= 0 is ignored and the slot keeps its value."""
-    for i, raw in enumerate(values):
-        number = _gauge_value(raw)
-        if number is not None:
-            entry.set(m, i, raw if type(raw) is bytes and raw.isdigit() else number, number)
+    with gcsafe.section:
+        for i, raw in enumerate(values):
+            number = _gauge_value(raw)
+            if number is not None:
+                entry.set(m, i, raw if type(raw) is bytes and raw.isdigit() else number, number)
 
 
 def record_ratelimit(provider: str, model: str, resource: str, remaining: Any = None, limit: Any = None) -> None:
@@ -297,9 +300,10 @@ def record_ratelimit(provider: str, model: str, resource: str, remaining: Any = 
         m = metrics.current()
         entry = ratelimits(m, provider, model)
         i = 2 * _RESOURCES.index(resource)
-        if rem is not None:
-            entry.set(m, i, rem, rem)
-        if lim is not None:
-            entry.set(m, i + 1, lim, lim)
+        with gcsafe.section:
+            if rem is not None:
+                entry.set(m, i, rem, rem)
+            if lim is not None:
+                entry.set(m, i + 1, lim, lim)
     except Exception:
         log_failure("record_ratelimit", "recording rate-limit headers failed")

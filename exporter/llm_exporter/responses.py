@@ -22,7 +22,7 @@ def _is_model(tp: type) -> bool:
     except KeyError:
         pass
     try:
-        model = any("__pydantic_extra__" in getattr(base, "__slots__", ()) for base in tp.__mro__)
+        model = isinstance(getattr(tp, "model_fields", None), dict) and hasattr(tp, "model_extra")
     except Exception:
         model = False
     if len(_model_types) < 4096:  # types are few; still, no cache grows without end
@@ -57,8 +57,8 @@ _EMPTY: dict[str, Any] = {}
 def fields(obj: Any) -> Any:
     """A read-only mapping view of a response-like object: ``.get(name)`` and ``name in``.
 
-    Dicts are their own view. A pydantic model (every SDK response type) is viewed through
-    its instance dicts: fields live in ``__dict__``, unknown JSON keys in ``__pydantic_extra__``.
+    Dicts are their own view. A pydantic v2 model (every SDK response type) is viewed through
+    its instance dicts: fields live in ``__dict__``, unknown JSON keys in ``model_extra``.
     Reading them there costs a dict lookup, where ``getattr`` on a missing optional field goes
     through the model's ``__getattr__`` and raises (~2 us), and most reads here probe
     optional fields. Anything else gets attribute access. None gives an empty view.
@@ -69,7 +69,7 @@ def fields(obj: Any) -> Any:
         return obj
     try:
         if _is_model(type(obj)):
-            extra = obj.__pydantic_extra__
+            extra = obj.model_extra  # pydantic v2's public view of unknown JSON keys
             return {**obj.__dict__, **extra} if extra else obj.__dict__
     except Exception:
         pass

@@ -10,12 +10,6 @@ prometheus-client (registry, ``get_sample_value``, OpenMetrics with exemplars,
 ``name[]`` filtering) and renders the text format itself with each series'
 label text built once (``render_text``), byte-identical to ``generate_latest``.
 
-Finished calls are applied in batches (``Store.defer``): the call only queues its
-record, and the reading and the updates run later, together with other calls', before
-every snapshot (so every scrape sees every call finished before it) or once ``BATCH``
-are waiting. Why: run once per call between long stretches of SDK code, that work
-costs about three times what it costs in a batch (benchmarks/README.md, section 2).
-
 Multi-process mode does not use this module: it needs prometheus-client's
 file-backed values (``metrics.ClientBundle``), read by another process, so calls
 are recorded as they finish there.
@@ -26,32 +20,18 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from collections import deque
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
-import prometheus_client.metrics as _pc_metrics
+from prometheus_client import Counter
 from prometheus_client.metrics_core import Metric
-from prometheus_client.openmetrics.exposition import ALLOWUTF8, _escape
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
-from . import contract
-from .errors import log_failure
+from . import contract, gcsafe
 
 Key = tuple[str, str, str, str]
 INF = float("inf")
-
-#: Records waiting at most before the thread queueing one more applies them all (bounds the
-#: memory held: a call's record may hold its response, or a stream's unread chunks; an
-#: instrumented call queues two or three: its open, its end, a stream's headers).
-BATCH = 64
-
-
-class _Mark:
-    """Where one batch ends in the queue: a batch runs what was queued before it started."""
-
-    __slots__ = ()
 
 #: Families whose values live in the store (all keyed by the common labels or a prefix of them).
 FAMILIES = (
@@ -271,79 +251,6 @@ class Store:
         self._lock = threading.Lock()
         self.groups: dict[tuple[str, str], Group] = {}
         self.bundles: dict[Key, StoreBundle] = {}
-        self._pending: deque[Callable[[], None]] = deque()
-        self._applying = threading.Lock()  # one batch at a time: records run in queue order
-        self._drainer: int | None = None  # the thread running a batch
-        #: what only the newest value of counts, noted by this batch's records: key -> (apply, items)
-        self._newest: dict[Any, tuple[Callable[[Any, list[Any]], None], list[Any]]] = {}
-
-    def defer(self, apply: Callable[[], None]) -> None:
-        """Run ``apply`` (a finished call's reading and recording) with the next batch.
-
-        A batch runs before every ``snapshot`` and, in the calling thread, once ``BATCH``
-        are waiting, unless a batch is running. Records run one at a time, in the order
-        queued: a call's open comes before its end. A record queued by a record of the
-        running batch (a call finished by its stream's last chunks) runs at once, in it.
-        """
-        drainer = self._drainer
-        if drainer is not None and drainer == threading.get_ident():
-            apply()
-            return
-        pending = self._pending
-        pending.append(apply)
-        if len(pending) >= BATCH and self._applying.acquire(blocking=False):
-            try:
-                self._drain()
-            finally:
-                self._applying.release()
-
-    def newest(self, key: Any, item: Any, apply: Callable[[Any, list[Any]], None]) -> bool:
-        """Note ``item`` under ``key`` for the end of the running batch, where ``apply(key, items)``
-        runs once per key with its items in the order noted. For what only the newest value counts
-        in (gauges set from the latest response): most of a batch's items need no reading. Returns
-        False, noting nothing, when no batch runs in this thread (the caller applies the item)."""
-        if self._drainer != threading.get_ident():
-            return False
-        noted = self._newest.get(key)
-        if noted is None:
-            self._newest[key] = (apply, [item])
-        else:
-            noted[1].append(item)
-        return True
-
-    def apply_pending(self) -> None:
-        """Run every record queued so far; waits for a batch another thread is running."""
-        with self._applying:
-            self._drain()
-
-    def _drain(self) -> None:
-        """Run the records queued before this batch started. Not those other threads queue
-        meanwhile: under steady traffic a batch (and a scrape waiting for one) still ends."""
-        pending = self._pending
-        mark = _Mark()
-        pending.append(mark)
-        pop = pending.popleft
-        self._drainer = threading.get_ident()
-        try:
-            while True:
-                apply = pop()  # never empty: the mark is in the queue, and only this batch pops
-                if type(apply) is _Mark:
-                    if apply is mark:
-                        break
-                    continue  # left by a batch an exception stopped
-                try:
-                    apply()
-                except Exception:
-                    log_failure("apply", "recording a finished LLM call failed; its metrics were dropped")
-            newest = self._newest
-            while newest:
-                key, (apply_newest, items) = newest.popitem()
-                try:
-                    apply_newest(key, items)
-                except Exception:
-                    log_failure("apply", "recording the newest values of a batch failed")
-        finally:
-            self._drainer = None
 
     def bundle(self, key: Key) -> StoreBundle:
         b = self.bundles.get(key)
@@ -363,16 +270,16 @@ class Store:
     def snapshot(self) -> list[tuple[Group, list[tuple[Key, dict[str, Any]]], list[tuple[str, float, float]],
                                      tuple[float, float] | None]]:
         """A consistent copy per group: (group, [(key, values)], in-flight cells, unpriced)."""
-        self.apply_pending()
-        with self._lock:
-            groups = list(self.groups.values())
-        out = []
-        for g in groups:
-            with g.lock:
-                bundles = [(b.key, b.snapshot()) for b in g.bundles]
-                inflight = [(f, c.v, c.created) for f, c in g.in_flight.items()]
-                unpriced = (g.unpriced.v, g.unpriced.created) if g.unpriced is not None else None
-            out.append((g, bundles, inflight, unpriced))
+        with gcsafe.section:
+            with self._lock:
+                groups = list(self.groups.values())
+            out = []
+            for g in groups:
+                with g.lock:
+                    bundles = [(b.key, b.snapshot()) for b in g.bundles]
+                    inflight = [(f, c.v, c.created) for f, c in g.in_flight.items()]
+                    unpriced = (g.unpriced.v, g.unpriced.created) if g.unpriced is not None else None
+                out.append((g, bundles, inflight, unpriced))
         return out
 
 
@@ -386,9 +293,35 @@ def fmt(v: float) -> str:
     return r
 
 
+def escape_label_value(value: str) -> str:
+    """A label value as the text format writes it (backslash, newline and double quote escaped)."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
+
+
 def _label_text(pairs: Iterable[tuple[str, str]]) -> str:
-    # sorted by name and escaped exactly as prometheus-client's generate_latest does
-    return ",".join(f'{k}="{_escape(v, ALLOWUTF8, False)}"' for k, v in sorted(pairs))
+    # sorted by name and escaped as prometheus-client's generate_latest does (our label names
+    # are the contract's, plain identifiers: no quoting needed)
+    return ",".join(f'{k}="{escape_label_value(v)}"' for k, v in sorted(pairs))
+
+
+_rendering = threading.local()
+
+
+def rendering(collector: Any) -> None:
+    """Mark ``collector`` as rendered by its own fast text path in this thread (None: clear), so
+    the registry's ``collect`` that renders everything else skips it (``rendered_already``)."""
+    _rendering.collector = collector
+
+
+def rendered_already(collector: Any) -> bool:
+    return getattr(_rendering, "collector", None) is collector
+
+
+def created_series_enabled() -> bool:
+    """Whether prometheus-client exposes ``_created`` series now (``disable_created_metrics()``
+    is process-global and has no public getter): asked of a throwaway counter, once per scrape."""
+    probe = Counter("llm_exporter_probe", "", registry=None)
+    return any(s.name.endswith("_created") for s in probe.collect()[0].samples)
 
 
 def _help(spec: contract.MetricSpec) -> str:
@@ -420,7 +353,9 @@ class StoreCollector(Collector):
     # --- prometheus-client samples (registry.collect, OpenMetrics, get_sample_value) ---
 
     def collect(self) -> list[Metric]:
-        created = _pc_metrics._use_created  # process-global switch, read per scrape as prometheus-client does
+        if rendered_already(self):
+            return []
+        created = created_series_enabled()
         snap = self.store.snapshot()
         out = []
         for spec in _SPECS:

@@ -12,7 +12,7 @@ import inspect
 import time
 from typing import Any, Callable, TypeVar
 
-from . import metrics, normalise, responses
+from . import gcsafe, metrics, normalise, responses
 from .contract import OVERFLOW_VALUE
 from .context import current_feature
 from .errors import classify_error, log_failure
@@ -43,7 +43,6 @@ class Call:
     _retries = 0
     _refused = False
     _done = False
-    _stopped: float | None = None
     _duration = 0.0
     _error_type: str | None = None
 
@@ -70,19 +69,15 @@ class Call:
     def stream(self) -> bool:
         return self._stream
 
-    @property
-    def clock(self) -> Clock:
-        """The clock this call is timed with (``time.perf_counter`` unless ``start_call`` got another)."""
-        return self._clock
+    def first_token(self) -> None:
+        """Mark the first content/tool/reasoning delta now (the first mark wins).
 
-    def first_token(self, at: float | None = None) -> None:
-        """Mark the first content/tool delta (first call wins; recorded for streams only).
-
-        ``at``: a reading of ``clock`` taken when the token arrived, for a caller that reads the
-        stream after it passed; default now.
+        A call started without ``stream=True`` becomes a stream by this: only streams record time
+        to first token and time per output token, and a first token says the answer streamed.
         """
         if self._ttft is None and not self._done:
-            self._ttft = max(0.0, (self._clock() if at is None else at) - self._start)
+            self._ttft = max(0.0, self._clock() - self._start)
+            self._stream = True
 
     def record_response(self, response: Any) -> None:
         """Read usage, response model and finish reason from a provider response (duck-typed)."""
@@ -193,47 +188,27 @@ class Call:
 
     # --- finishing -----------------------------------------------------------------
 
-    def stop(self, at: float | None = None) -> None:
-        """End the call's duration now, though ``finish`` comes later (the instrumentation
-        reads a response, or a stream's last chunks, after the call, with the batch).
-
-        ``at``: a reading of ``clock`` taken when the call ended; default now.
-        """
-        if self._stopped is None:
-            self._stopped = self._clock() if at is None else at
-
-    def defer(self, apply: Callable[[], None]) -> None:
-        """Run ``apply`` with the next batch of finished calls (``store.Store.defer``); at once
-        in multi-process mode. It must not raise."""
-        store = self._m.store if self._m is not None else None
-        if store is None:
-            apply()
-        else:
-            store.defer(apply)
-
     def finish(self, error: BaseException | str | None = None) -> None:
-        """Record the call once (later calls do nothing). Never raises.
+        """Record the call once (later calls do nothing); its metrics are in the registry when
+        this returns. Never raises.
 
-        ``error``: the exception that ended the call, or an error type string. The
-        duration ends here (or at ``stop``); the updates are made with the next batch
-        of finished calls, before the next scrape (``store.Store.defer``).
+        ``error``: the exception that ended the call, or an error type string.
         """
         try:
             self._once.pop()
         except IndexError:
             return
         self._done = True
-        m, b = self._m, self._b
-        if m is None or b is None:
+        if self._m is None or self._b is None:
             return
         try:
-            end = self._stopped
-            self._duration = max(0.0, (self._clock() if end is None else end) - self._start)
+            self._duration = max(0.0, self._clock() - self._start)
             if error is not None:
-                self._error_type = classify_error(error)  # now: an exception holds its frames alive
+                self._error_type = classify_error(error)
         except Exception:
             log_failure("finish", "recording an LLM call failed; its metrics were dropped")
-        self.defer(self._record)
+        # at once, unless a garbage-collector finalizer (a dropped stream) interrupted a metric update
+        gcsafe.run(self._record)
 
     def _record(self) -> None:
         m, b = self._m, self._b
@@ -310,16 +285,16 @@ def start_call(provider: str, model: str, feature: str | None = None, operation:
 def open_call(m: metrics.Metrics | None, provider: str, model: str, feature: Any, operation: str, stream: bool,
               clock: Clock, start: float, ex: dict[str, str] | None) -> Call:
     """``start_call`` with what it reads from the caller's context given: the metrics, the
-    feature, the start time and the exemplar. For a caller that opens the call after it started
-    (the instrumentation, with the batch of finished calls). Never raises."""
+    feature, the start time and the exemplar (the instrumentation reads them once). Never raises."""
     b = None
     additive = False
     if m is not None:
         try:
-            b = m.lookup(provider, model, feature, operation)
+            with gcsafe.section:
+                b = m.lookup(provider, model, feature, operation)
+                b.in_flight.inc()
             prov = b.key[0]
             additive = normalise.is_additive(prov if prov != OVERFLOW_VALUE else normalise.provider(provider))
-            b.in_flight.inc()
         except Exception:
             log_failure("start_call", "starting LLM call metrics failed; this call is not recorded")
             m = b = None

@@ -2,17 +2,15 @@
 
     client = llm_exporter.instrument(OpenAI(), feature="support_triage")
 
-Two layers, both duck-typed so no SDK is imported here:
+Duck-typed (no SDK is imported here). Two layers:
 
-* the client's resource methods (``chat.completions.create``, ``responses.create``,
-  ``embeddings.create``, ``messages.create``, ``messages.stream``, ...) are wrapped to
-  start and finish one ``Call`` per API call;
-* a per-HTTP-attempt hook inside the SDK's retry loop (the HTTP client's event
-  hooks; Anthropic's client middleware as the fallback) counts retries, reads
-  rate-limit headers and observes the successful response body, so streams are
-  measured without replacing the SDK's stream objects.
+* the resource methods in each provider's table (``openai.METHODS``, ``anthropic.METHODS``) are
+  wrapped on the client's resource objects: one ``Call`` per API call (``_calls``), a stream read
+  from the events the SDK yields (``_streams``);
+* the event hooks of the SDK's HTTP client run once per HTTP attempt inside the SDK's retry
+  loop: retries and rate-limit headers (``_hooks``).
 
-The caller's results, streams and exceptions are the SDK's own, unchanged.
+The caller's results, streams, responses and exceptions are the SDK's own, unchanged.
 """
 
 from __future__ import annotations
@@ -20,14 +18,17 @@ from __future__ import annotations
 import functools
 from typing import Any, Optional, TypeVar
 
-from ..errors import log_failure
-from ._observe import flush
+from ..errors import log_failure, log_once
+from . import anthropic, openai
+from ._calls import install_methods
+from ._hooks import install_event_hooks
 
-__all__ = ["instrument", "flush", "is_instrumented"]
+__all__ = ["instrument", "is_instrumented"]
 
 C = TypeVar("C")
 
 _MARK = "_llm_exporter_instrumented"
+_TABLES = {"openai": openai.METHODS, "anthropic": anthropic.METHODS}
 
 
 def _kind(client: Any) -> tuple[Optional[str], bool]:
@@ -36,7 +37,7 @@ def _kind(client: Any) -> tuple[Optional[str], bool]:
     is_async = False
     for cls in type(client).__mro__:
         root = (cls.__module__ or "").split(".")[0]
-        if provider is None and root in ("openai", "anthropic"):
+        if provider is None and root in _TABLES:
             provider = root
         if cls.__name__.startswith("Async"):
             is_async = True
@@ -64,13 +65,11 @@ def instrument(client: C, feature: Optional[str] = None) -> C:
     if is_instrumented(client):
         return client
     try:
-        if provider == "openai":
-            from .openai import instrument_openai as install
-        else:
-            from .anthropic import instrument_anthropic as install
-        if not install(client, feature, is_async):
-            log_failure("instrument.hooks", "%s client: no per-attempt hook point found; retries, rate-limit "
-                        "headers and stream details are not recorded", type(client).__name__, exc_info=False)
+        if not install_event_hooks(client, is_async):
+            log_once(f"instrument.hooks:{type(client).__name__}", "%s: no HTTP client event hooks found (private "
+                     "_client, see docs/instrumentation.md); retries and rate-limit headers are not recorded",
+                     type(client).__name__)
+        install_methods(client, provider, _TABLES[provider], feature, is_async)
         _wrap_copy(client, feature)
         setattr(client, _MARK, True)
     except Exception:

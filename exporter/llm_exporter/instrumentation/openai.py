@@ -1,17 +1,12 @@
-"""OpenAI / AsyncOpenAI / AzureOpenAI: wrapped resource methods + HTTP client event hooks.
+"""OpenAI / AsyncOpenAI / AzureOpenAI: the methods instrumented.
 
-The openai SDK has no middleware, so per-attempt observation (retries, rate-limit
-headers, the response body) goes through the event hooks of its httpx client.
-``chat.completions.stream()`` and ``responses.stream()`` call ``create`` and are
-covered by it.
+``chat.completions.stream()`` and ``responses.stream()`` send their request through ``create``
+(looked up on the resource when the helper's manager is entered), so ``create`` covers them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
-
-from ._hooks import install_event_hooks
-from ._wrap import MethodSpec, install_methods
+from ._calls import MethodSpec
 
 PROVIDER = "openai"
 
@@ -23,9 +18,3 @@ METHODS: tuple[MethodSpec, ...] = (
     MethodSpec(("embeddings",), "create", "embeddings"),
     MethodSpec(("completions",), "create", "completions"),
 )
-
-
-def instrument_openai(client: Any, feature: Optional[str], is_async: bool) -> bool:
-    hooks = install_event_hooks(client, is_async)
-    install_methods(client, PROVIDER, METHODS, feature, is_async)
-    return hooks
