@@ -92,6 +92,7 @@ class Reply:
     words_per_delta: int = 1
     cut_after_deltas: Optional[int] = None  # streams: close the connection after this many deltas
     stream_error_type: Optional[str] = None  # streams: send an error event instead of finishing
+    bad_json_after_deltas: Optional[int] = None  # streams: after this many deltas, an event that is not JSON
     embedding_dims: int = 8
 
 

@@ -273,7 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         res = resolve(reply, info)
         if info.stream and info.operation in _STREAM_RENDER:
-            self._send_stream(provider, reply, _STREAM_RENDER[info.operation](res, info), headers)
+            self._send_stream(provider, info, reply, _STREAM_RENDER[info.operation](res, info), headers)
         else:
             self._send_json(reply.status, _JSON_RENDER[info.operation](res, info), headers)
 
@@ -288,7 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
         self.wfile.flush()
 
-    def _send_stream(self, provider: FakeProvider, reply: Reply, events: Iterator[tuple[bytes, bool]],
+    def _send_stream(self, provider: FakeProvider, info: RequestInfo, reply: Reply, events: Iterator[tuple[bytes, bool]],
                      headers: dict[str, str]) -> None:
         self.send_response(reply.status)
         self.send_header("content-type", "text/event-stream; charset=utf-8")
@@ -304,6 +304,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if reply.cut_after_deltas is not None and deltas >= reply.cut_after_deltas:
                     self._cut()
                     return
+                if reply.bad_json_after_deltas is not None and deltas >= reply.bad_json_after_deltas:
+                    # an event whose data is not JSON (the SDKs raise while parsing it), then the end
+                    self._chunk(b'event: content_block_delta\ndata: {"type": "content_block_delta", "del\n\n'
+                                if info.provider == "anthropic" else b'data: {"choices": [{"del\n\n')
+                    break
                 provider._sleep(reply.first_delta_delay_s if deltas == 0 else reply.chunk_delay_s)
                 deltas += 1
             self._chunk(data)
