@@ -84,6 +84,20 @@ class Ctx:
             await r
 
 
+def sdk_method(client: Any, *paths: str) -> Any:
+    """The first of ``paths`` (dotted, from the client) the installed SDK has; the test is skipped
+    when it has none (the floor run: helpers moved out of ``beta``, the Responses API is newer)."""
+    for path in paths:
+        obj = client
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        else:
+            return obj
+    pytest.skip(f"not in the installed SDK: {paths[0]}")
+
+
 def helpers(provider: str, default_operation: str) -> SimpleNamespace:
     """Ctx/run and label helpers bound to one provider and its default operation."""
 

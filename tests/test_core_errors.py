@@ -4,7 +4,10 @@ import asyncio
 
 import anthropic
 import httpx
-import httpx2
+try:  # the HTTP library the installed SDKs build on (httpx2 from openai 3 / anthropic 1 on)
+    import httpx2
+except ImportError:
+    import httpx as httpx2
 import openai
 import pytest
 
@@ -17,6 +20,10 @@ AN_REQ = httpx2.Request("POST", "http://llm.test/v1/messages")
 
 def oa(cls, status, body=None, message="boom"):
     return cls(message, response=httpx.Response(status, request=OA_REQ), body=body)
+
+
+#: anthropic >= 0.4x has a class for 529; earlier ones raise the plain status error
+OverloadedError = getattr(anthropic, "OverloadedError", anthropic.APIStatusError)
 
 
 def an(cls, status, body=None, message="boom"):
@@ -45,7 +52,7 @@ CASES = [
     (an(anthropic.PermissionDeniedError, 403), "permission"),
     (an(anthropic.NotFoundError, 404), "not_found"),
     (an(anthropic.InternalServerError, 500), "server_error"),
-    (an(anthropic.OverloadedError, 529), "overloaded"),
+    (an(OverloadedError, 529), "overloaded"),
     (an(anthropic.BadRequestError, 400,
         body={"type": "error", "error": {"type": "invalid_request_error",
                                           "message": "prompt is too long: 210000 tokens > 200000 maximum"}}),

