@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,16 @@ SECTIONS = ("record", "concurrency", "scrape", "instrument")
 TIMEOUT_S = {"record": 120, "concurrency": 150, "scrape": 180, "instrument": 240}
 
 
-def run_section(name: str, out: Path, quick: bool) -> dict[str, Any]:
+def run_section(name: str, out: Path, quick: bool, source: Path | None = None) -> dict[str, Any]:
+    """Run one section in a fresh process; ``source``: another tree's ``exporter/`` to measure."""
     env = dict(os.environ)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.pop("prometheus_multiproc_dir", None)
     if quick:
         env["BENCH_QUICK"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(H.REPO), env.get("PYTHONPATH")]))
-    log = out / f"{name}.log"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(H.REPO), str(source) if source else None,
+                                                      env.get("PYTHONPATH")]))
+    log = out / (f"{name}.log" if source is None else f"{name}-baseline.log")
     t0 = time.perf_counter()
     print(f"[bench] {name} ...", file=sys.stderr, flush=True)
     try:
@@ -61,17 +64,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("sections", nargs="*", choices=[[], *SECTIONS], default=[])
     ap.add_argument("--quick", action="store_true", help="tiny rounds: checks the harness, numbers meaningless")
     ap.add_argument("--out", default=str(H.REPO / "benchmarks" / "results"))
+    ap.add_argument("--baseline", metavar="REF", help="also measure the exporter of git REF (before/after table)")
     args = ap.parse_args(argv)
     sections = args.sections or list(SECTIONS)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     machine = H.machine_info()
+    baseline = None
+    if args.baseline:
+        with tempfile.TemporaryDirectory() as tree:
+            archive = subprocess.run(["git", "archive", args.baseline, "exporter"], cwd=str(H.REPO), check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+            baseline = {"ref": args.baseline, "sections": {
+                name: run_section(name, out, args.quick, Path(tree) / "exporter") for name in sections}}
     results = {name: run_section(name, out, args.quick) for name in sections}
     machine["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     machine["total_wall_s"] = round(time.perf_counter() - t0, 1)
     machine["quick"] = args.quick
-    data = {"machine": machine, "sections": results}
+    data = {"machine": machine, "sections": results, "baseline": baseline}
     (out / "results.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     md = report.render(data)
     (out / "results.md").write_text(md)
