@@ -258,3 +258,34 @@ def test_recording_a_score_fails_open_when_metrics_break(monkeypatch, caplog):
     monkeypatch.setitem(m.families, "llm_eval_score", None)  # .labels() raises AttributeError
     record_score("factual_accuracy", 0.5, provider="openai", model="gpt-4o-mini")
     assert "recording an evaluation score failed" in caplog.text
+
+
+def test_hedging_and_scores_in_multiprocess_mode(tmp_path):
+    """With PROMETHEUS_MULTIPROC_DIR the per-call hedging count and the scores are file-backed
+    prometheus-client values; two workers' values add up."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    worker = textwrap.dedent("""
+        from llm_exporter import configure, record_score, track
+        configure(hedging_detector=True)
+        for text in ("I think it shipped.", "It shipped."):
+            with track(provider="openai", model="gpt-4o-mini", stream=True) as call:
+                call.check_refusal(text)
+        record_score("factual_accuracy", 0.6, provider="openai", model="gpt-4o-mini")
+    """)
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", worker], env=env, check=True, timeout=60)
+    reg = CollectorRegistry()
+    MultiProcessCollector(reg, path=str(tmp_path))
+    assert v(reg, "llm_hedged_responses_total", **OA) == 2
+    assert v(reg, "llm_requests_total", **OA, finish_reason="stop") == 4
+    score = dict(provider="openai", model="gpt-4o-mini", feature="unknown", evaluator="factual_accuracy")
+    assert v(reg, "llm_eval_score_count", **score) == 2
+    assert v(reg, "llm_eval_score_sum", **score) == pytest.approx(1.2)
