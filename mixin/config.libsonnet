@@ -76,6 +76,16 @@
     // (seed 000's DriftDetector: refusal rate +-0.1, response length +-30 %).
     refusalDrift: { window: '1h', absoluteChange: 0.1, 'for': '30m' },
     responseLengthDrift: { window: '1h', relativeChange: 0.3, 'for': '30m' },
+    // LLMHedgingRateDrift: share of answered calls (finish reason not error or cancelled)
+    // whose response the opt-in hedging detector matched, over `window`, against the same
+    // window `baselineOffset` earlier ('1w' or '1d'); seed 000's DriftDetector: +-0.15.
+    // Only paths the detector covered in both windows are compared.
+    hedgingDrift: { window: '1h', baselineOffset: '1w', absoluteChange: 0.15, 'for': '30m' },
+    // LLMEvalScoreDrop: mean evaluation score (llm_eval_score, 0..1) per evaluator over
+    // `window` fell by more than `absoluteDrop` against the same window `baselineOffset`
+    // earlier. Evaluations are sparse (a sample of calls), hence the long window; both
+    // windows need at least `minScores` scores.
+    evalScoreDrop: { window: '6h', baselineOffset: '1w', absoluteDrop: 0.1, minScores: 20, 'for': '30m' },
     // LLMRateLimitHeadroomLow: remaining / limit from provider headers.
     rateLimitHeadroom: { ratio: 0.1, 'for': '5m' },
     // LLMUnpricedModel: calls whose model is missing from the price table.

@@ -349,7 +349,8 @@ REQUIRED_PANELS = {
     "llm-latency-quality.json": [
         "Latency distribution", "Time to first token distribution", "Time per output token",
         "Latency p95 by model", "Latency p95 by feature", "Refusal rate by model",
-        "Response length vs one week ago", "User feedback ratings",
+        "Response length vs one week ago", "User feedback ratings", "Hedging rate by model",
+        "Evaluation scores", "Unscored evaluations in range",
     ],
 }
 
@@ -371,6 +372,13 @@ def test_seed_panels_query_what_their_title_says():
     assert all("by (operation, le)" in e for e in lat)
     err = by_title[("llm-overview.json", "Error rate by error type")].expr
     assert "llm_errors_total" in err and "by (error_type)" in err
+    hedging = by_title[("llm-latency-quality.json", "Hedging rate by model")].expr
+    assert "llm_hedged_responses_total" in hedging and hedging.count("by (model)") == 2
+    assert 'finish_reason!~"error|cancelled"' in hedging  # share of answered calls, as the alert's rule
+    scores = [t.expr for t in TARGETS if t.panel == "Evaluation scores"]
+    assert len(scores) == 2 and "llm_eval_score_sum" in scores[0] and "llm_eval_score_count" in scores[0]
+    assert scores[0].count("by (evaluator, model)") == 2
+    assert scores[1].startswith("histogram_quantile(0.1, sum by (evaluator, model, le) (rate(llm_eval_score_bucket")
     week = [t.expr for t in TARGETS if t.panel == "Response length vs one week ago"]
     assert len(week) == 2 and "offset 1w" not in week[0] and week[1].count("offset 1w") == 2
 

@@ -20,7 +20,7 @@ import pytest
 from prometheus_client import start_http_server
 
 from llm_exporter import contract, localstack
-from llm_exporter.quality import record_feedback
+from llm_exporter.quality import record_eval_failure, record_feedback, record_score
 from llm_exporter.recorder import record_call, record_ratelimit
 from llm_exporter.testing import fresh_registry
 from llm_exporter.tracking import start_call
@@ -81,9 +81,26 @@ def one_round(i: int) -> None:
                 input_tokens=100, output_tokens=10)
 
 
+def quality_round(i: int) -> None:
+    """Hedged and plain answers (hedging detector on) and evaluation scores for every model,
+    and an unscored judge answer."""
+    for provider, models in PROVIDERS_MODELS.items():
+        for m_i, model in enumerate(models):
+            for text in ("I think it ships on Monday.", "It ships on Monday.", "It ships today."):
+                call = start_call(provider, model, FEATURES[1], stream=True)
+                call.first_token()
+                call.set_usage(input_tokens=100, output_tokens=20)
+                call.check_refusal(text)
+                call.finish()
+            for evaluator in ("factual_accuracy", "helpfulness"):
+                record_score(evaluator, (0.35 + 0.1 * m_i + 0.05 * (i % 7)) % 1.0, provider=provider, model=model,
+                             feature=FEATURES[2])
+    record_eval_failure("factual_accuracy", "not_a_number")
+
+
 @pytest.fixture(scope="module")
 def exporter() -> Iterator[str]:
-    registry = fresh_registry(refusal_detector=True)
+    registry = fresh_registry(refusal_detector=True, hedging_detector=True)
     server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
     stop = threading.Event()
     # Calls left open so that llm_in_flight_requests is non-zero while scraped.
@@ -93,6 +110,7 @@ def exporter() -> Iterator[str]:
         i = 0
         while not stop.is_set():
             one_round(i)
+            quality_round(i)
             i += 1
             stop.wait(0.25)
 

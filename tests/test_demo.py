@@ -331,3 +331,67 @@ def test_cli_demo_serves_metrics_and_stops_on_ctrl_c() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --- quality signals: hedged answers and the evaluation job (issue 21) ---------------------------
+
+
+def test_normal_traffic_has_hedged_answers_counted_by_the_demos_hedging_detector(registry) -> None:
+    from llm_exporter import metrics
+
+    run_traffic(registry, "normal", 200)
+    assert metrics.current().settings.hedging_detector is not None  # the demo turns it on
+    hedged = by(registry, "llm_hedged_responses_total", "model")
+    answered = {k: v for k, v in by(registry, "llm_requests_total", "model", "finish_reason").items()
+                if k[1] not in ("error", "cancelled")}
+    answered_by_model: dict[tuple, float] = {}
+    for (model, _), v in answered.items():
+        answered_by_model[(model,)] = answered_by_model.get((model,), 0) + v
+    # every text model's series exists (the detector saw its calls); embeddings have no text
+    assert set(hedged) == set(answered_by_model)
+    assert hedged[("text-embedding-3-small",)] == 0
+    share = {k[0]: hedged[k] / answered_by_model[k] for k in hedged if answered_by_model[k]}
+    # order_summary's answers (not streamed): configured 20 %. The streamed features' answers
+    # are scanned once the stream readers collect text for the hedging detector alone
+    # (quality.text_scan_enabled; tests/test_evaluation.py has the strict xfail for it).
+    assert 0.08 < share["gpt-4o-mini"] < 0.4
+    assert all(s < 0.5 for s in share.values())
+
+
+def test_demo_hedges_look_like_seed_000s_markers() -> None:
+    import random
+
+    from llm_exporter.quality import HedgingDetector
+
+    d = HedgingDetector()
+    plain = [demo_mod._answer_text(random.Random(i), 24) for i in range(400)]
+    assert not any(d.is_hedged(t) for t in plain)
+    texts = [demo_mod._hedged(t, "gpt-4.1-mini") for t in plain]
+    hedged = [t for t in texts if d.is_hedged(t)]
+    assert 60 <= len(hedged) <= 140  # 25 % of 400
+    assert {t.split(" ")[0] for t in hedged} == {"I", "I'm", "Probably", "As"}
+    assert all(t == p for t, p in zip(texts, plain) if t not in hedged)  # the rest unchanged
+
+
+def test_evaluation_job_scores_answers_through_the_judge(registry) -> None:
+    d = Demo(DemoConfig(port=0, seed=3, time_scale=TIME_SCALE, status_every=0), registry=registry)
+    d.build()
+    try:
+        job = demo_mod.Evaluations(d.app, seed=3)
+        results = [job.run_one() for _ in range(8)]
+    finally:
+        d.provider.stop()
+    
+    scores = by(registry, "llm_eval_score_count", "provider", "model", "feature", "evaluator")
+    unscored = sum(v for _, v in samples(registry, "llm_eval_failures_total"))
+    assert set(scores) <= {("openai", "gpt-4.1-mini", "search", "factual_accuracy"),
+                           ("anthropic", "claude-haiku-4-5", "support_triage", "factual_accuracy")}
+    assert sum(scores.values()) == sum(r.ok for r in results) and unscored == sum(not r.ok for r in results)
+    assert sum(scores.values()) + unscored == 8
+    assert all(0 <= r.score <= 1 for r in results if r.ok)
+    # the judge's own calls: gpt-4o-mini under feature eval-judge, with their cost
+    judge = by(registry, "llm_requests_total", "model", "feature")
+    assert judge[("gpt-4o-mini", "eval-judge")] == 8
+    assert by(registry, "llm_cost_usd_total", "model", "feature")[("gpt-4o-mini", "eval-judge")] > 0
+    # the answers scored were the evaluated models' (search and support_triage calls)
+    assert judge[("gpt-4.1-mini", "search")] == 4 and judge[("claude-haiku-4-5", "support_triage")] == 4

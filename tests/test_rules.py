@@ -22,7 +22,7 @@ ALERT_NAMES = {
     "LLMHighLatency", "LLMCriticalLatency", "LLMHighErrorRate", "LLMCostSpike", "LLMTokenSpike",
     "LLMRefusalRateDrift", "LLMResponseLengthDrift", "LLMTruncationRateHigh", "LLMRateLimited",
     "LLMContentFilterSpike", "LLMSpendBudgetBurn", "LLMRateLimitHeadroomLow", "LLMUnpricedModel",
-    "LLMExporterDown",
+    "LLMExporterDown", "LLMHedgingRateDrift", "LLMEvalScoreDrop",
 }
 
 
@@ -107,7 +107,8 @@ def test_shipped_for_durations_are_the_ones_tested():
         "LLMTruncationRateHigh": {"5m"}, "LLMRateLimited": {"2m"}, "LLMContentFilterSpike": {"1m"},
         "LLMRateLimitHeadroomLow": {"5m"}, "LLMCostSpike": {"5m"}, "LLMSpendBudgetBurn": {"15m"},
         "LLMTokenSpike": {"10m"}, "LLMUnpricedModel": {"15m"}, "LLMRefusalRateDrift": {"30m"},
-        "LLMResponseLengthDrift": {"30m"}, "LLMExporterDown": {"5m"},
+        "LLMResponseLengthDrift": {"30m"}, "LLMExporterDown": {"5m"}, "LLMHedgingRateDrift": {"30m"},
+        "LLMEvalScoreDrop": {"30m"},
     }
 
 
@@ -146,6 +147,10 @@ def test_ratio_alerts_have_a_minimum_traffic_guard():
                  "LLMExporterDown", "LLMCostSpike"}  # counts, sums and up: not ratios
     for r in alert_rules():
         if r["alert"] in unguarded:
+            continue
+        if r["alert"] == "LLMEvalScoreDrop":  # guarded by the number of scores, now and in the baseline
+            assert re.search(r"\nand llm:eval_scores:rate6h \* 21600 >= 20\n", r["expr"]), r["expr"]
+            assert re.search(r"\nand \(llm:eval_scores:rate6h offset 1w\) \* 21600 >= 20\n", r["expr"]), r["expr"]
             continue
         assert re.search(r"llm:requests:rate\w+\)?( offset 1w\))? > 0", r["expr"]), r["alert"]
 
@@ -204,16 +209,18 @@ def test_every_metric_in_every_rule_is_in_the_contract_or_recorded():
             assert labels <= set(spec.labels) | EXTRA_LABELS, (name, labels)
     # Rules read every family the alerts are about.
     for family in ("llm_requests_total", "llm_errors_total", "llm_cost_usd_total", "llm_refusals_total",
-                   "llm_ratelimit_remaining", "llm_ratelimit_limit", "llm_unpriced_requests_total"):
+                   "llm_ratelimit_remaining", "llm_ratelimit_limit", "llm_unpriced_requests_total",
+                   "llm_hedged_responses_total", "llm_eval_score_sum", "llm_eval_score_count"):
         assert family in seen
     assert "llm_request_duration_seconds_bucket" in seen and "llm_tokens_per_request_sum" in seen
 
 
 def test_aggregation_labels_are_contract_labels():
+    known = {label for m in contract.METRICS for label in m.labels} | {"le"}
     for r in recording_rules() + alert_rules():
         for labels in re.findall(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", r["expr"]):
             for label in filter(None, (x.strip() for x in labels.split(","))):
-                assert label in set(contract.COMMON_LABELS) | set(contract.CLOSED_LABEL_VALUES) | {"le"}, label
+                assert label in known, label
 
 
 def test_unknown_metric_fails_the_render(tmp_path):
@@ -335,3 +342,32 @@ def test_localstack_reports_the_log_of_a_process_that_exits(tmp_path):
     with pytest.raises(localstack.ServiceError, match=r"(?s)exited with code 2.*not a valid duration string"):
         service.start()
     assert not service.running() and not service.data_dir.exists()
+
+
+def test_quality_drift_windows_baselines_and_thresholds_are_configurable(tmp_path):
+    overrides = tmp_path / "quality.libsonnet"
+    overrides.write_text("""{ _config+:: {
+        hedgingDrift+: { window: '30m', baselineOffset: '1d', absoluteChange: 0.2 },
+        evalScoreDrop+: { window: '1d', absoluteDrop: 0.05, minScores: 50 },
+    } }""")
+    files = load_generate().render(overrides)
+    alerts = {r["alert"]: r for g in yaml.safe_load(files[ALERTS_FILE])["groups"] for r in g["rules"]}
+    hedging = alerts["LLMHedgingRateDrift"]
+    assert "abs(llm:hedged_ratio:rate30m - llm:hedged_ratio:rate30m offset 1d) > 0.2" in hedging["expr"]
+    assert "(llm:requests:rate30m offset 1d) > 0.05" in hedging["expr"]
+    assert "over the last 30m moved" in hedging["annotations"]["description"]
+    assert "the same window one day earlier (threshold 20%)" in hedging["annotations"]["description"]
+    drop = alerts["LLMEvalScoreDrop"]
+    assert "(llm:eval_score:mean_rate1d offset 1w) - llm:eval_score:mean_rate1d > 0.05" in drop["expr"]
+    assert "llm:eval_scores:rate1d * 86400 >= 50" in drop["expr"]
+    # the recording rules follow the windows (a group per window, created if needed)
+    groups = {g["name"]: [r["record"] for r in g["rules"]] for g in yaml.safe_load(files[RECORDING_FILE])["groups"]}
+    assert "llm:hedged_ratio:rate30m" in groups["llm-rates-30m"] and "llm:requests:rate30m" in groups["llm-rates-30m"]
+    assert {"llm:eval_scores:rate1d", "llm:eval_score:mean_rate1d"} <= set(groups["llm-rates-1d"])
+    assert not any("rate6h" in r and ("eval" in r or "hedged" in r) for rs in groups.values() for r in rs)
+    out = tmp_path / "rules"
+    out.mkdir()
+    (out / "a.yaml").write_text(files[ALERTS_FILE])
+    (out / "r.yaml").write_text(files[RECORDING_FILE])
+    result = promtool("check", "rules", str(out / "r.yaml"), str(out / "a.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -7,6 +7,8 @@ Public API (stable names)::
     feature(name)             context manager setting the feature label
     instrument(client)        auto-instrument an OpenAI / Anthropic client
     record_feedback(...)      user ratings
+    record_score(...)         evaluation scores (0..1) by evaluator
+    judge_factual_accuracy(...)  an LLM judge's score, recorded (ajudge_... for async clients)
     record_ratelimit(...)     rate-limit headroom from your own header parsing
     classify_error(exc)       exception -> error_type
     configure(...)            registry, pricing file, label budgets, buckets
@@ -35,6 +37,11 @@ _EXPORTS: dict[str, str] = {
     "feature": "llm_exporter.context",
     "record_feedback": "llm_exporter.quality",
     "RefusalDetector": "llm_exporter.quality",
+    "HedgingDetector": "llm_exporter.quality",
+    "record_score": "llm_exporter.quality",
+    "judge_factual_accuracy": "llm_exporter.evaluation",
+    "ajudge_factual_accuracy": "llm_exporter.evaluation",
+    "JudgeResult": "llm_exporter.evaluation",
     "configure": "llm_exporter.config",
     "start_http_server": "llm_exporter.exposition",
     "make_wsgi_app": "llm_exporter.exposition",

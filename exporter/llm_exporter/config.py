@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from . import contract, metrics
 from . import pricing as _pricing
-from .quality import RefusalDetector
+from .quality import HedgingDetector, RefusalDetector
 
 _UNSET: Any = object()
 
@@ -44,6 +44,7 @@ def configure(
     buckets: Mapping[str, Iterable[float]] | None = _UNSET,
     created_series: bool = _UNSET,
     refusal_detector: Any = _UNSET,
+    hedging_detector: Any = _UNSET,
     exemplars: bool = _UNSET,
 ) -> CollectorRegistry:
     """Configure the exporter; returns the registry in use.
@@ -60,6 +61,8 @@ def configure(
         process-global in prometheus-client (it affects every metric).
     refusal_detector: ``quality.RefusalDetector(...)``, ``True`` (default
         patterns) or ``None``/``False`` (off, the default).
+    hedging_detector: ``quality.HedgingDetector(...)``, ``True`` (seed 000's hedging
+        phrases) or ``None``/``False`` (off, the default).
     exemplars: attach OpenTelemetry ``trace_id`` exemplars to histogram
         observations when a span is active (default on; never in multiprocess mode).
     """
@@ -81,6 +84,8 @@ def configure(
             s.created_series = bool(created_series)
         if refusal_detector is not _UNSET:
             s.refusal_detector = _detector(refusal_detector)
+        if hedging_detector is not _UNSET:
+            s.hedging_detector = _hedging_detector(hedging_detector)
         if exemplars is not _UNSET:
             s.exemplars = bool(exemplars)
         return metrics.activate(s).registry
@@ -94,6 +99,16 @@ def _detector(value: Any) -> Any:
     if isinstance(value, RefusalDetector):
         return value
     raise TypeError(f"refusal_detector must be a RefusalDetector, True or None, got {type(value).__name__}")
+
+
+def _hedging_detector(value: Any) -> Any:
+    if value is None or value is False:
+        return None
+    if value is True:
+        return HedgingDetector()
+    if isinstance(value, HedgingDetector):
+        return value
+    raise TypeError(f"hedging_detector must be a HedgingDetector, True or None, got {type(value).__name__}")
 
 
 def settings() -> metrics.Settings:

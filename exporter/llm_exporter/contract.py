@@ -70,6 +70,10 @@ RATELIMIT_RESOURCES: tuple[str, ...] = ("requests", "tokens", "input_tokens", "o
 #: User feedback ratings (``record_feedback`` maps ints 1..5 and thumbs onto these).
 FEEDBACK_RATINGS: tuple[str, ...] = ("positive", "neutral", "negative")
 
+#: Why an evaluation produced no score (``llm_eval_failures_total{reason}``): the judge's
+#: answer was not a number, was a number outside 0..1, or the judge call itself failed.
+EVAL_FAILURE_REASONS: tuple[str, ...] = ("not_a_number", "out_of_range", "judge_error")
+
 #: Value a label takes once its distinct-value budget is spent.
 OVERFLOW_VALUE = "__overflow__"
 #: Feature label when none is given explicitly or by ``feature(...)``.
@@ -93,6 +97,13 @@ TIME_PER_TOKEN_BUCKETS: tuple[float, ...] = (
 #: Tokens per request: 1 to 1M in 1-2.5-5 steps.
 TOKEN_BUCKETS: tuple[float, ...] = (
     1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,
+)
+
+#: Evaluation scores (0..1): 0 and 1 are edges of their own (judges answer 0 and 1 often;
+#: a p10 of 0 then means "at least 10 % scored 0", not an interpolation), tenths in between
+#: and finer steps near the top, where a good model's scores sit and a drop shows first.
+EVAL_SCORE_BUCKETS: tuple[float, ...] = (
+    0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0,
 )
 
 # --- metric definitions --------------------------------------------------------
@@ -222,6 +233,23 @@ METRICS: tuple[MetricSpec, ...] = (
         "User feedback ratings.",
         ("feature", "model", "rating"),
     ),
+    MetricSpec(
+        "llm_hedged_responses_total", "counter",
+        "Responses the opt-in hedging detector matched (\"I think\", \"probably\", ...); "
+        "the series exists (at 0) for every label set recorded while the detector is on.",
+        _C,
+    ),
+    MetricSpec(
+        "llm_eval_score", "histogram",
+        "Evaluation scores from 0 to 1 (record_score, or a judge model), by evaluator; "
+        "provider, model and feature are those of the evaluated response.",
+        ("provider", "model", "feature", "evaluator"), EVAL_SCORE_BUCKETS,
+    ),
+    MetricSpec(
+        "llm_eval_failures_total", "counter",
+        "Evaluations that produced no score, by evaluator and reason.",
+        ("evaluator", "reason"),
+    ),
 )
 
 METRICS_BY_NAME: dict[str, MetricSpec] = {m.name: m for m in METRICS}
@@ -235,6 +263,7 @@ CLOSED_LABEL_VALUES: dict[str, tuple[str, ...]] = {
     "direction": DIRECTIONS,
     "resource": RATELIMIT_RESOURCES,
     "rating": FEEDBACK_RATINGS,
+    "reason": EVAL_FAILURE_REASONS,
 }
 
 

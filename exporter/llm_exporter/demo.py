@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -206,6 +207,9 @@ class DemoPolicy:
         if roll < sc.p_timeout:
             return Reply(delay_s=self.client_timeout * 1.5,  # client_timeout is already scaled
                          headers=self._ratelimit_headers(req, 0))
+        judge = _judge_answer(req, rng, ts)
+        if judge is not None:
+            return judge
 
         (p_lo, p_hi), (o_lo, o_hi) = _SIZES.get(req.operation, _SIZES["chat"])
         prompt = rng.randint(p_lo, p_hi)
@@ -239,7 +243,7 @@ class DemoPolicy:
         decode = sc.decode_s_per_token * ts * min(300, output + reasoning // 5)
         words = 24
         reply = Reply(
-            text=_answer_text(rng, words),
+            text=_hedged(_answer_text(rng, words), req.model),
             finish_reason=finish,
             prompt_tokens=prompt,
             completion_tokens=output + reasoning,
@@ -290,6 +294,99 @@ _WORDS = ("your order ships tomorrow the refund was approved we found three matc
 
 def _answer_text(rng: random.Random, n: int) -> str:
     return " ".join(rng.choice(_WORDS) for _ in range(n)).capitalize() + "."
+
+
+# --- quality signals: hedged answers and a judge (seed 000's QualityMonitor) --------------------
+
+#: Share of answers that open with a hedging phrase, by request model (others: _HEDGE_DEFAULT),
+#: so the "Hedging rate by model" panel has something to compare.
+_HEDGE_SHARE = {"gpt-4o-mini": 0.2, "gpt-4.1-mini": 0.25, "claude-haiku-4-5": 0.15, "claude-sonnet-4-6": 0.05}
+_HEDGE_DEFAULT = 0.1
+_HEDGES = ("I think", "I believe", "Probably", "As far as I know,", "I'm not sure, but")
+#: Share of judge answers that are not a number (counted as unscored evaluations).
+_JUDGE_GARBAGE_SHARE = 0.03
+
+
+def _hedged(text: str, model: str | None) -> str:
+    """``text``, opened with a hedging phrase for a model's share of answers. Decided by a hash
+    of the text, not the policy's random stream, so seeded traffic stays what it was."""
+    h = zlib.crc32(text.encode())
+    if (h % 1000) / 1000 >= _HEDGE_SHARE.get(model or "", _HEDGE_DEFAULT):
+        return text
+    return f"{_HEDGES[h % len(_HEDGES)]} {text[0].lower()}{text[1:]}"
+
+
+def _judge_answer(req: Any, rng: random.Random, ts: float) -> Any:
+    """A judge prompt gets the fake judge's score (word overlap with the ground truth), a few
+    tokens long; now and then an answer that is not a number."""
+    from .fakeprovider import judge_reply
+
+    reply = judge_reply(req, garbage=rng.random() < _JUDGE_GARBAGE_SHARE)
+    if reply is None:
+        return None
+    return replace(reply, delay_s=rng.uniform(0.2, 0.6) * ts)
+
+
+#: (question, ground truth) pairs the demo's evaluation job asks; the ground truths use the
+#: words of the fake answers, so the judge's overlap scores spread over 0..1.
+GOLDEN_SET: tuple[tuple[str, str], ...] = (
+    ("When will my order ship?", "Your order ships tomorrow."),
+    ("Was my refund approved?", "The refund was approved."),
+    ("Where did my ticket go?", "The ticket is routed to billing."),
+    ("Did you find help articles?", "We found three matching articles."),
+)
+#: Evaluated (client attribute, model role, feature) pairs, taken in turn; the judge model.
+_EVALUATED = (("openai", "answer", "search"), ("anthropic", "triage", "support_triage"))
+JUDGE_MODEL = "gpt-4o-mini"
+
+
+class Evaluations:
+    """The app's evaluation job: asks a golden question, has a judge model score the answer
+    against the ground truth (``evaluation.judge_factual_accuracy``: feature ``eval-judge``)."""
+
+    def __init__(self, app: DemoApp, interval_s: float = 3.0, seed: int | None = None) -> None:
+        self.app = app
+        self.interval_s = interval_s
+        self._rng = random.Random(seed)
+        self._n = 0
+        self.results: Counter[str] = Counter()
+
+    def run_one(self) -> Any:
+        """One evaluation; returns the ``JudgeResult`` (SDK errors propagate)."""
+        from .context import feature
+        from .evaluation import judge_factual_accuracy
+
+        attr, role, feature_name = _EVALUATED[self._n % len(_EVALUATED)]
+        self._n += 1
+        question, truth = self._rng.choice(GOLDEN_SET)
+        model = self.app.model(role)
+        with feature(feature_name):
+            if attr == "openai":
+                resp = self.app.openai.chat.completions.create(
+                    model=model, max_tokens=200, messages=[{"role": "user", "content": question}])
+                answer = resp.choices[0].message.content or ""
+            else:
+                resp = self.app.anthropic.messages.create(
+                    model=model, max_tokens=200, messages=[{"role": "user", "content": question}])
+                answer = "".join(b.text for b in resp.content if b.type == "text")
+            result = judge_factual_accuracy(self.app.openai, answer, truth, judge_model=JUDGE_MODEL,
+                                            provider=attr, model=model)
+        self.results["scored" if result.ok else "unscored"] += 1
+        return result
+
+    def loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval_s):
+            try:
+                self.run_one()
+            except Exception as exc:  # noqa: BLE001 - provider errors: the next round tries again
+                self.results[type(exc).__name__] += 1
+
+
+def enable_quality_signals() -> None:
+    """The opt-in hedging detector, on for the demo (``configure`` keeps the other settings)."""
+    from .config import configure
+
+    configure(hedging_detector=True)
 
 
 # --- the app: features calling the SDKs ---------------------------------------------------
@@ -614,6 +711,7 @@ class Demo:
         cfg = self.config
         if self.registry is not prometheus_client.REGISTRY:
             configure(registry=self.registry)
+        enable_quality_signals()
         if cfg.real:
             if cfg.scenario not in ("normal", "truncation"):
                 raise ValueError("with --real only the normal and truncation scenarios apply")
@@ -641,6 +739,8 @@ class Demo:
         if traffic:
             self.traffic = Traffic(app, cfg.rps, seed=cfg.seed).start()
             self._spawn(self._housekeeping, "demo-status")
+            if not cfg.real:  # the judge's calls would cost money against real providers
+                self._spawn(lambda: Evaluations(app, seed=cfg.seed).loop(self._stop), "demo-evaluations")
         return self
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:

@@ -17,7 +17,7 @@ from . import contract, normalise
 
 _OVERFLOW = contract.OVERFLOW_VALUE
 
-DEFAULT_LIMITS: dict[str, int] = {"provider": 20, "model": 100, "feature": 200}
+DEFAULT_LIMITS: dict[str, int] = {"provider": 20, "model": 100, "feature": 200, "evaluator": 20}
 
 #: Sanitisers per label; labels not listed use ``normalise.sanitise``.
 _SANITISERS: dict[str, Callable[[object], str]] = {"provider": normalise.provider}

@@ -55,6 +55,7 @@ class Settings:
     buckets: dict[str, tuple[float, ...]] = field(default_factory=dict)
     created_series: bool = False
     refusal_detector: Any = None  # quality.RefusalDetector | None
+    hedging_detector: Any = None  # quality.HedgingDetector | None
     exemplars: bool = True
 
 

@@ -24,12 +24,12 @@ from .errors import reset_log_limits
 def fresh_registry(**settings: Any) -> CollectorRegistry:
     """``configure(registry=CollectorRegistry(), ...)`` with default settings; returns the registry.
 
-    Settings from earlier tests (label limits, buckets, pricing file, refusal
-    detector) are reset to defaults unless given in ``settings``.
+    Settings from earlier tests (label limits, buckets, pricing file, refusal and
+    hedging detectors) are reset to defaults unless given in ``settings``.
     """
     registry = CollectorRegistry()
     defaults: dict[str, Any] = dict(pricing=None, label_limits=None, buckets=None, created_series=False,
-                                    refusal_detector=None, exemplars=True)
+                                    refusal_detector=None, hedging_detector=None, exemplars=True)
     defaults.update(settings)
     configure(registry=registry, **defaults)
     reset_log_limits()

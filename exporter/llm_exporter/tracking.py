@@ -16,6 +16,7 @@ from . import gcsafe, metrics, normalise, responses
 from .contract import OVERFLOW_VALUE
 from .context import current_feature
 from .errors import classify_error, log_failure
+from .quality import count_hedging
 from .recorder import exemplar, record
 
 Clock = Callable[[], float]
@@ -42,6 +43,7 @@ class Call:
     _response_model: str | None = None
     _retries = 0
     _refused = False
+    _hedged = False
     _done = False
     _duration = 0.0
     _error_type: str | None = None
@@ -94,10 +96,13 @@ class Call:
             reason = responses.finish_reason_of(r)
             if reason is not None:
                 self._finish_reason = normalise.finish_reason(reason)
-            if self._m is not None and self._m.settings.refusal_detector is not None:
+            s = self._m.settings if self._m is not None else None
+            if s is not None and (s.refusal_detector is not None or s.hedging_detector is not None):
                 text, explicit = responses.text_of(response)
-                if explicit or self._m.settings.refusal_detector.is_refusal(text):
+                if s.refusal_detector is not None and (explicit or s.refusal_detector.is_refusal(text)):
                     self._refused = True
+                if s.hedging_detector is not None and s.hedging_detector.is_hedged(text):
+                    self._hedged = True
         except Exception:
             log_failure("record_response", "reading an LLM response failed; some of its metrics are missing")
 
@@ -172,12 +177,16 @@ class Call:
 
     def check_refusal(self, text: str | None, explicit: bool = False) -> bool:
         """Run the refusal detector (if configured) on streamed text; True if it matched.
+        The hedging detector (if configured) runs on the same text (``llm_hedged_responses_total``).
 
         ``explicit``: the provider flagged a refusal itself (OpenAI's ``refusal`` delta).
         """
         if self._done:
             return False
         try:
+            hedging = self._m.settings.hedging_detector if self._m is not None else None
+            if hedging is not None and hedging.is_hedged(text):
+                self._hedged = True
             detector = self._m.settings.refusal_detector if self._m is not None else None
             if detector is not None and (explicit or detector.is_refusal(text)):
                 self._refused = True
@@ -226,6 +235,8 @@ class Call:
                 cost_usd=None, retries=self._retries, price_models=(self._response_model, self._request_model),
                 refused=self._refused, ex=self._ex,
             )
+            if m.settings.hedging_detector is not None:
+                count_hedging(m, b.key, self._hedged)
         except Exception:
             log_failure("finish", "recording an LLM call failed; its metrics were dropped")
         finally:

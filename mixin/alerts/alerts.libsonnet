@@ -62,9 +62,14 @@ local u = import '../lib/utils.libsonnet';
     labels={ long: tier.long, short: tier.short },
   ),
 
+  // '1w' -> 'one week' in descriptions
+  local offsetText(o) = std.get({ '1w': 'one week', '1d': 'one day' }, o, o),
+
   local cost = cfg.costSpike,
   local refusal = cfg.refusalDrift,
   local length = cfg.responseLengthDrift,
+  local hedging = cfg.hedgingDrift,
+  local evalDrop = cfg.evalScoreDrop,
 
   prometheusAlerts+:: {
     groups+: [
@@ -228,6 +233,44 @@ local u = import '../lib/utils.libsonnet';
             },
             'LLM response length has drifted from last week.',
             '%s: average output tokens per call over the last %s differ by {{ $value | humanizePercentage }} from the same window one week earlier (threshold %s).' % [who, length.window, std.format('%g%%', length.relativeChange * 100)],
+            'latencyQuality',
+          ),
+          alert(
+            'LLMHedgingRateDrift',
+            'warning',
+            hedging['for'],
+            |||
+              abs(llm:hedged_ratio:rate%(w)s - llm:hedged_ratio:rate%(w)s offset %(o)s) > %(d)s
+              and %(guard)s
+              and %(guardBefore)s
+            ||| % {
+              w: hedging.window,
+              o: hedging.baselineOffset,
+              d: u.num(hedging.absoluteChange),
+              guard: guard(hedging.window),
+              guardBefore: '(%s offset %s) > %s' % ['llm:requests:rate' + hedging.window, hedging.baselineOffset, u.num(cfg.minRequestRate)],
+            },
+            'LLM responses hedge more or less often than before.',
+            '%s: the share of answers with hedging phrases ("I think", "probably", ...) over the last %s moved by {{ $value | humanizePercentage }} (absolute) against the same window %s earlier (threshold %s).' % [who, hedging.window, offsetText(hedging.baselineOffset), std.format('%g%%', hedging.absoluteChange * 100)],
+            'latencyQuality',
+          ),
+          alert(
+            'LLMEvalScoreDrop',
+            'warning',
+            evalDrop['for'],
+            |||
+              (llm:eval_score:mean_rate%(w)s offset %(o)s) - llm:eval_score:mean_rate%(w)s > %(d)s
+              and llm:eval_scores:rate%(w)s * %(s)s >= %(n)s
+              and (llm:eval_scores:rate%(w)s offset %(o)s) * %(s)s >= %(n)s
+            ||| % {
+              w: evalDrop.window,
+              o: evalDrop.baselineOffset,
+              d: u.num(evalDrop.absoluteDrop),
+              s: u.seconds(evalDrop.window),
+              n: u.num(evalDrop.minScores),
+            },
+            'LLM evaluation scores have dropped.',
+            '%s: the mean {{ $labels.evaluator }} score over the last %s is {{ $value | printf "%%.2f" }} lower than in the same window %s earlier (threshold %s, at least %s scores in each window).' % [who, evalDrop.window, offsetText(evalDrop.baselineOffset), u.num(evalDrop.absoluteDrop), u.num(evalDrop.minScores)],
             'latencyQuality',
           ),
         ],

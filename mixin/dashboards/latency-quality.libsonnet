@@ -1,5 +1,5 @@
 // LLM latency and quality: distributions, decode speed, refusals, response
-// length drift and user feedback.
+// length drift, user feedback, hedging and evaluation scores.
 local g = import '../lib/grafana.libsonnet';
 
 function(c)
@@ -12,12 +12,33 @@ function(c)
       c.rate('llm_tokens_per_request', 'direction="output"', '_count'),
       o,
     ];
+  // Seed 000's other quality signals: hedging phrases (opt-in detector) and evaluation
+  // scores (record_score or the LLM judge), 0..1 per evaluator.
+  local evaluationPanels = [
+    g.row.new('Hedging and evaluation scores'),
+    c.timeSeries('Hedging rate by model', 'Share of answered calls (finish reason not error or cancelled) whose response the opt-in hedging detector matched ("I think", "probably", ...), by model. Only models the detector ran on.', 'percentunit', [
+      c.q('sum by (model) (%s) / sum by (model) (%s)' % [
+        c.rate('llm_hedged_responses_total'),
+        c.rate('llm_requests_total', 'finish_reason!~"error|cancelled"'),
+      ], '{{model}}'),
+    ], w=8),
+    c.timeSeries('Evaluation scores', 'Mean and 10th percentile of evaluation scores (0 to 1) by evaluator and evaluated model, from record_score() or the LLM judge. Evaluations are usually a sample of calls: expect gaps at short ranges.', 'none', [
+      c.q('sum by (evaluator, model) (%s) / sum by (evaluator, model) (%s)' % [
+        c.rate('llm_eval_score', suffix='_sum'),
+        c.rate('llm_eval_score', suffix='_count'),
+      ], 'mean {{evaluator}} {{model}}'),
+      c.q(c.quantile('0.1', 'llm_eval_score', ['evaluator', 'model']), 'p10 {{evaluator}} {{model}}'),
+    ], w=8) + g.panel.withMin(0) + g.panel.withMax(1),
+    c.stat('Unscored evaluations in range', 'Evaluations that produced no score in the selected range: judge answers that were not a number from 0 to 1, and failed judge calls (llm_eval_failures_total).', 'short', [
+      c.q('sum(%s)' % c.increaseRange('llm_eval_failures_total'), 'unscored') + g.query.prometheus.asInstant(),
+    ], w=8, h=8) + g.panel.stat.withGraphMode('none'),
+  ];
   // rate(x[..]) offset 1w must put the offset inside rate(): insert before ')'.
   local shifted(expr) = std.strReplace(expr, '[$__rate_interval])', '[$__rate_interval] offset 1w)');
   c.dashboard(
     'LLM latency and quality',
     c.uids.latencyQuality,
-    'Latency and time-to-first-token distributions, decode speed, latency by model and feature, refusals, response length drift and user feedback.',
+    'Latency and time-to-first-token distributions, decode speed, latency by model and feature, refusals, response length drift, user feedback, hedging and evaluation scores.',
     [
       g.row.new('Latency'),
       c.heatmap('Latency distribution', 'Calls per second by wall-time bucket (streams: until the stream ends).', 's', [
@@ -68,5 +89,5 @@ function(c)
           c.increaseRange('llm_tokens_per_request', 'direction="output"', '_count'),
         ], 'tokens') + g.query.prometheus.asInstant(),
       ], w=8, h=4) + g.panel.stat.withGraphMode('none'),
-    ],
+    ] + evaluationPanels,
   )

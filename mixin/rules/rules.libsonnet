@@ -11,7 +11,9 @@ local u = import '../lib/utils.libsonnet';
   // Windows with a recorded request rate / error ratio: 5m and 1h for the
   // dashboards and fast alerts, plus every error-SLO burn-rate window.
   local sloWindows = std.flattenArrays([[w.long, w.short] for w in cfg.errorSLO.windows]),
-  local windows = u.sortWindows(['5m', '1h'] + sloWindows),
+  local hedgingWindow = cfg.hedgingDrift.window,
+  local evalWindow = cfg.evalScoreDrop.window,
+  local windows = u.sortWindows(['5m', '1h'] + sloWindows + [hedgingWindow, evalWindow]),
 
   // Requests, SLO errors (cancellations are the caller's choice, not a
   // failure) and their ratio. A series with calls but no errors gets ratio 0;
@@ -112,11 +114,49 @@ local u = import '../lib/utils.libsonnet';
 
   local extras = { '5m': extra5m, '1h': extra1h },
 
+  // Hedging drift input: hedged / answered calls (errors and cancellations have no answer
+  // to hedge, and an error burst must not read as a hedging drop). No `or ... * 0`: the
+  // ratio exists only where the detector ran (its counter exists from the first call it
+  // saw), so a detector switched on is not a drift from 0.
+  local hedgingRules(w) = [
+    {
+      record: 'llm:hedged_ratio:rate%s' % w,
+      expr: 'sum by (%(by)s) (rate(%(hedged)s{%(sel)s}[%(w)s]))\n/\nsum by (%(by)s) (rate(%(req)s{%(sel)s, finish_reason!~"error|cancelled"}[%(w)s]))' % {
+        by: by,
+        sel: sel,
+        w: w,
+        hedged: u.metric('llm_hedged_responses_total'),
+        req: u.metric('llm_requests_total'),
+      },
+    },
+  ],
+
+  // Evaluation scores per evaluator: how many, and their mean (NaN without scores).
+  local evalRules(w) = [
+    {
+      record: 'llm:eval_scores:rate%s' % w,
+      expr: 'sum by (%s, evaluator) (rate(%s{%s}[%s]))' % [by, u.count('llm_eval_score'), sel, w],
+    },
+    {
+      record: 'llm:eval_score:mean_rate%s' % w,
+      expr: 'sum by (%(by)s, evaluator) (rate(%(sum)s{%(sel)s}[%(w)s]))\n/\nllm:eval_scores:rate%(w)s' % {
+        by: by,
+        sel: sel,
+        w: w,
+        sum: u.sum('llm_eval_score'),
+      },
+    },
+  ],
+
+  local qualityRules(w) =
+    (if w == hedgingWindow then hedgingRules(w) else [])
+    + (if w == evalWindow then evalRules(w) else []),
+
   prometheusRules+:: {
     groups+: [
       {
         name: 'llm-rates-%s' % w,
-        rules: sloRules(w) + std.get(extras, w, []),
+        rules: sloRules(w) + std.get(extras, w, []) + qualityRules(w),
       }
       for w in windows
     ],

@@ -8,6 +8,9 @@ backend. Scripted replies (``enqueue``) or a policy callable decide each answer:
         server.enqueue(Reply(status=429, retry_after=0), Reply(text="hi"))
         client = OpenAI(base_url=server.openai_base_url, api_key="test")
 
+A judge prompt (``llm_exporter.evaluation``'s) is answered with a score by default
+(``judge_score``); ``judge_reply(req, garbage=True)`` answers it with no number.
+
 ``python -m llm_exporter.fakeprovider --port 8900`` runs it standalone.
 """
 
@@ -16,11 +19,14 @@ from __future__ import annotations
 from . import anthropic_wire, openai_wire
 from .reply import (
     DATED_MODEL_IDS,
+    JUDGE_GARBAGE,
     Policy,
     Reply,
     RequestInfo,
     ToolCall,
     default_policy,
+    judge_reply,
+    judge_score,
     response_model_id,
 )
 from .server import FakeProvider
@@ -31,12 +37,15 @@ anthropic_ratelimit_headers = anthropic_wire.ratelimit_headers
 __all__ = [
     "DATED_MODEL_IDS",
     "FakeProvider",
+    "JUDGE_GARBAGE",
     "Policy",
     "Reply",
     "RequestInfo",
     "ToolCall",
     "anthropic_ratelimit_headers",
     "default_policy",
+    "judge_reply",
+    "judge_score",
     "openai_ratelimit_headers",
     "response_model_id",
 ]

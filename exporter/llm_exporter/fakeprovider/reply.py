@@ -133,8 +133,44 @@ def count_words(text: str) -> int:
     return len(_WORD.findall(text))
 
 
+# --- a judge (seed 000's factual-accuracy prompt, as llm_exporter.evaluation sends it) ---
+
+_JUDGE_PROMPT = re.compile(
+    r"Only respond with a number\.\s*Response:(?P<response>.*?)\n\s*Ground Truth:(?P<reference>.*?)\n\s*"
+    r"Accuracy \(0-1\):\s*$", re.S)
+_CONTENT_WORD = re.compile(r"[a-z0-9]+")
+
+#: What a judge answers when asked for garbage (``judge_reply(req, garbage=True)``): no number.
+JUDGE_GARBAGE = "The response is mostly accurate, with a minor omission."
+
+
+def judge_score(req: RequestInfo) -> Optional[float]:
+    """For a judge prompt: the share of the ground truth's words found in the response
+    (deterministic, so tests know the score); None for any other request."""
+    m = _JUDGE_PROMPT.search(req.last_user_text())
+    if m is None:
+        return None
+    reference = set(_CONTENT_WORD.findall(m.group("reference").lower()))
+    if not reference:
+        return 0.0
+    found = reference & set(_CONTENT_WORD.findall(m.group("response").lower()))
+    return round(len(found) / len(reference), 2)
+
+
+def judge_reply(req: RequestInfo, garbage: bool = False) -> Optional[Reply]:
+    """A judge's answer to a judge prompt: its score as a number, or ``JUDGE_GARBAGE`` on
+    demand; None if ``req`` is not a judge prompt."""
+    score = judge_score(req)
+    if score is None:
+        return None
+    return Reply(text=JUDGE_GARBAGE if garbage else f"{score:g}")
+
+
 def default_text(req: RequestInfo) -> str:
-    """Deterministic echo-ish answer."""
+    """Deterministic echo-ish answer; a judge prompt gets its score (``judge_score``)."""
+    score = judge_score(req)
+    if score is not None:
+        return f"{score:g}"
     words = _WORD.findall(req.last_user_text())[:12]
     if not words:
         return "Hello! How can I help you today?"
