@@ -6,6 +6,12 @@ default the clients talk to the local fake provider (``llm_exporter.fakeprovider
 per-request policy here plays a provider having a good or a bad day (the *scenario*). With
 ``real=True`` the same features call the real APIs (keys from the environment).
 
+Besides ordinary calls, every scenario has the rare outcomes a dashboard should show
+within the demo's first five minutes: refusing answers (the demo turns the refusal detector
+on), user ratings (``record_feedback``), a sparse per-model schedule of content-filter
+finishes, and during the first requests a canary on a model the price table cannot know.
+In the normal scenario none of them fires an alert.
+
 One HTTP port serves ``/metrics`` and the scenario switch::
 
     curl localhost:8000/scenario                      # current and available scenarios
