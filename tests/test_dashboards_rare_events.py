@@ -12,6 +12,7 @@ promtool compares floats exactly, and rate() extrapolation leaves 0.1 as 0.09999
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -166,9 +167,21 @@ def _promtool(tmp_path: Path, tests: list[dict]) -> subprocess.CompletedProcess:
     return subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, cwd=tmp_path)
 
 
+# Series that appear only with their first event (or label set) in the exporter.
+RARE_METRICS = ("llm_errors_total", "llm_refusals_total", "llm_feedback_total", "llm_unpriced_requests_total")
+
+
 def test_every_expected_target_exists():
     missing = set(EXPECTED) - set(_targets())
     assert missing == set()
+
+
+def test_every_target_on_a_rare_series_is_checked_here():
+    """A new panel on errors, refusals, ratings, unpriced calls or one finish reason must
+    answer 0 too: it has to be listed in EXPECTED (and so pass the promtool check)."""
+    rare = {key for key, expr in _targets().items()
+            if any(m + "{" in expr for m in RARE_METRICS) or re.search(r'finish_reason="\w+"', expr)}
+    assert len(rare) == 12 and rare - set(EXPECTED) == set()
 
 
 def test_rare_event_panels_answer_zero_with_traffic_and_nothing_without(tmp_path: Path):
