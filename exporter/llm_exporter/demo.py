@@ -374,7 +374,7 @@ FEEDBACK_RATINGS: tuple[str, ...] = ("positive", "neutral", "negative")
 FEEDBACK_WEIGHTS: tuple[float, ...] = (0.7, 0.2, 0.1)
 #: The model whose answer the user of a feature sees (search: the chat answer, not the embedding).
 ANSWER_ROLE: dict[str, str] = {"order_summary": "order", "support_triage": "triage", "search": "answer",
-                                  "code_review": "reason", "draft_reply": "draft"}
+                               "code_review": "reason", "draft_reply": "draft"}
 
 #: The canary: a fine-tuned model (its price is the customer's own, not in any table) that
 #: gets one order summary in CANARY_EVERY during the first CANARY_REQUESTS user requests
