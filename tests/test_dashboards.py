@@ -366,7 +366,7 @@ def test_seed_panels_query_what_their_title_says():
     cost = by_title[("llm-cost.json", "Spend by feature")].expr
     assert "llm_cost_usd_total" in cost and "by (feature)" in cost
     trunc = by_title[("llm-overview.json", "Truncation rate by model")].expr
-    assert 'finish_reason="length"' in trunc and trunc.count("by (model)") == 2
+    assert 'finish_reason="length"' in trunc and trunc.count("by (model)") == 3  # rare events, or 0 per model, over calls
     lat = [t.expr for t in TARGETS if t.panel == "Latency percentiles by operation"]
     assert [e.split(",")[0] for e in lat] == ["histogram_quantile(0.5", "histogram_quantile(0.95", "histogram_quantile(0.99"]
     assert all("by (operation, le)" in e for e in lat)

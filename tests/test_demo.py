@@ -21,7 +21,16 @@ from pathlib import Path
 import pytest
 import yaml
 from llm_exporter import demo as demo_mod
-from llm_exporter.demo import DEFAULT_RPS, SCENARIOS, Demo, DemoConfig, DemoPolicy, ScenarioState, Traffic
+from llm_exporter.demo import (
+    CANARY_MODEL,
+    DEFAULT_RPS,
+    SCENARIOS,
+    Demo,
+    DemoConfig,
+    DemoPolicy,
+    ScenarioState,
+    Traffic,
+)
 from llm_exporter.fakeprovider import RequestInfo
 from llm_exporter.localstack import free_port
 from llm_exporter.testing import fresh_registry
@@ -91,6 +100,7 @@ def test_normal_traffic_covers_features_models_streams_cache_reasoning(registry)
         ("openai", "gpt-4.1-mini", "search", "chat"),
         ("openai", "o4-mini", "code_review", "responses"),
         ("anthropic", "claude-sonnet-4-6", "draft_reply", "messages"),
+        ("openai", CANARY_MODEL, "order_summary", "chat"),  # the canary's first order summaries
     }
     assert sum(calls.values()) == 120 + calls[("openai", "text-embedding-3-small", "search", "embeddings")]
     # streams record time to first token; the non-streamed features do not
@@ -105,10 +115,12 @@ def test_normal_traffic_covers_features_models_streams_cache_reasoning(registry)
     assert tokens[("o4-mini", "reasoning")] > 0
     assert tokens[("text-embedding-3-small", "input")] > 0
     assert tokens[("text-embedding-3-small", "output")] == 0
-    # every model is priced: no unpriced calls, cost recorded for each
+    # every model but the canary is priced: cost recorded for each, unpriced calls only for it
     cost = by(registry, "llm_cost_usd_total", "model")
-    assert set(cost) == {(k[1],) for k in calls} and all(v > 0 for v in cost.values())
-    assert not [v for _, v in samples(registry, "llm_unpriced_requests_total") if v]
+    assert set(cost) == {(k[1],) for k in calls}
+    assert {k for k, v in cost.items() if v > 0} == {(k[1],) for k in calls} - {(CANARY_MODEL,)}
+    unpriced = by(registry, "llm_unpriced_requests_total", "provider", "model")
+    assert unpriced == {("openai", CANARY_MODEL): calls[("openai", CANARY_MODEL, "order_summary", "chat")]}
     # rate-limit headroom from the provider headers, well above the 10 % alert line
     remaining = by(registry, "llm_ratelimit_remaining", "provider", "model", "resource")
     limit = by(registry, "llm_ratelimit_limit", "provider", "model", "resource")

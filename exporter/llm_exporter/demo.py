@@ -6,6 +6,12 @@ default the clients talk to the local fake provider (``llm_exporter.fakeprovider
 per-request policy here plays a provider having a good or a bad day (the *scenario*). With
 ``real=True`` the same features call the real APIs (keys from the environment).
 
+Besides ordinary calls, every scenario has the rare outcomes a dashboard should show
+within the demo's first five minutes: refusing answers (the demo turns the refusal detector
+on), user ratings (``record_feedback``), a sparse per-model schedule of content-filter
+finishes, and during the first requests a canary on a model the price table cannot know.
+In the normal scenario none of them fires an alert.
+
 One HTTP port serves ``/metrics`` and the scenario switch::
 
     curl localhost:8000/scenario                      # current and available scenarios
@@ -54,17 +60,20 @@ class Scenario:
     p_server_error: float = 0.003  # 500 / 503 / 529 (Anthropic overloaded)
     p_timeout: float = 0.002  # answer after the client's timeout
     p_truncation: float = 0.015  # finish_reason length / max_tokens
-    p_content_filter: float = 0.0003  # finish_reason content_filter / refusal
+    # random finish_reason content_filter (Anthropic: refusal), on top of the demo's sparse
+    # schedule (_content_filter_due): the schedule alone stays under LLMContentFilterSpike
+    p_content_filter: float = 0.0
     p_cache_hit: float = 0.5  # share of calls whose prompt prefix is cached
     token_factor: float = 1.0  # prompt size multiplier (a prompt regression)
     #: request model -> model the app calls instead (the app side of a scenario)
     model_overrides: dict[str, str] = field(default_factory=dict)
+    p_refusal: float = 0.02  # answers that refuse ("I cannot ..."): the refusal detector flags them
 
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario("normal", "Healthy traffic: rare 429s (retried), rare truncation and filtering.", ""),
+        Scenario("normal", "Healthy traffic: rare 429s (retried), rare truncation, filtering and refusals.", ""),
         Scenario(
             "latency-spike", "The provider slows down: most calls take 6-12 s.", "LLMHighLatency",
             latency=(6.0, 12.0),
@@ -177,6 +186,7 @@ class DemoPolicy:
         self._lock = threading.Lock()
         self._count = 0  # own sequence: the demo clears the provider's request log (and its index)
         self._windows: dict[tuple[str, str], deque[tuple[float, int]]] = {}
+        self._answers: dict[tuple[str, str], int] = {}  # generated answers per (provider, model)
 
     def _random(self) -> random.Random:
         # seeded: the n-th answer depends only on (seed, n); sequential runs are reproducible
@@ -233,6 +243,8 @@ class DemoPolicy:
             finish, output = "length", max(1, budget - reasoning)
         elif roll < sc.p_truncation + sc.p_content_filter:
             finish, output = "content_filter", rng.randint(1, 12)
+        if self._content_filter_due(req) and finish != "content_filter":
+            finish, output = "content_filter", rng.randint(1, 12)
         cached = cache_write = 0
         if rng.random() < sc.p_cache_hit:
             cached = int(prompt * rng.uniform(0.5, 0.9)) // 64 * 64  # providers cache in blocks
@@ -253,11 +265,33 @@ class DemoPolicy:
             reasoning_text=reasoning_text,
             headers=self._ratelimit_headers(req, prompt + output + reasoning),
         )
+        reply = self._maybe_refuse(rng, sc, reply, finish, reasoning)
         if req.stream:
             # time to first token, then the decode time of the output spread over the deltas
             deltas = words + (len(reasoning_text.split()) if reasoning_text else 0)
             return replace(reply, first_delta_delay_s=wait, chunk_delay_s=decode / deltas)
         return replace(reply, delay_s=wait + decode)
+
+    # Rare outcomes, so that every dashboard panel has something to show within the demo's
+    # first five minutes, yet no alert fires in the normal scenario.
+
+    def _content_filter_due(self, req: Any) -> bool:
+        """Whether this answer is content-filtered by the schedule: per model, answers 25
+        and 50 (two, so that Prometheus sees the series increase), then every 2500th. At the
+        default 2 req/s the busiest model gives ~2200 answers an hour: at most 2 filtered
+        calls in any hour per call path, under LLMContentFilterSpike's "more than 3"."""
+        key = (req.provider, req.model or "")
+        with self._lock:
+            n = self._answers[key] = self._answers.get(key, 0) + 1
+        return content_filter_due(n)
+
+    @staticmethod
+    def _maybe_refuse(rng: random.Random, sc: Scenario, reply: Any, finish: str | None, reasoning: int) -> Any:
+        """A share (``p_refusal``) of normal answers refuse; drawn after every other choice of
+        the answer, so the rest of the seeded traffic is the same with or without refusals."""
+        if finish is not None or rng.random() >= sc.p_refusal:
+            return reply
+        return replace(reply, text=rng.choice(REFUSALS), completion_tokens=rng.randint(12, 40) + reasoning)
 
     def _ratelimit_headers(self, req: Any, tokens: int) -> dict[str, str]:
         from .fakeprovider import anthropic_ratelimit_headers, openai_ratelimit_headers
@@ -275,6 +309,23 @@ class DemoPolicy:
         if req.provider == "anthropic":
             return anthropic_ratelimit_headers(requests=(_RPM_LIMIT, rem_req), tokens=(_TPM_LIMIT, rem_tok))
         return openai_ratelimit_headers(_RPM_LIMIT, rem_req, _TPM_LIMIT, rem_tok)
+
+
+#: Refusals as a support assistant words them; each matches a default refusal-detector pattern.
+REFUSALS: tuple[str, ...] = (
+    "I cannot help with that request.",
+    "I'm unable to share details about another customer's order.",
+    "I apologize, but I can't process refunds for orders older than 30 days.",
+)
+
+#: Per-model answer numbers that the schedule content-filters (see DemoPolicy._content_filter_due).
+CONTENT_FILTER_FIRST: tuple[int, ...] = (25, 50)
+CONTENT_FILTER_EVERY = 2500
+
+
+def content_filter_due(n: int) -> bool:
+    """Whether a model's ``n``-th answer (1-based) is content-filtered by the demo's schedule."""
+    return n in CONTENT_FILTER_FIRST or n % CONTENT_FILTER_EVERY == 0
 
 
 def _ms(seconds: float) -> str:
@@ -414,6 +465,23 @@ _SYSTEM = ("You are the assistant of an online shop. Be brief, factual and polit
            "Policies: returns within 30 days; refunds to the original payment method.")
 
 
+#: Share of answered user requests the user rates, and how (positive, neutral, negative).
+FEEDBACK_SHARE = 0.25
+FEEDBACK_RATINGS: tuple[str, ...] = ("positive", "neutral", "negative")
+FEEDBACK_WEIGHTS: tuple[float, ...] = (0.7, 0.2, 0.1)
+#: The model whose answer the user of a feature sees (search: the chat answer, not the embedding).
+ANSWER_ROLE: dict[str, str] = {"order_summary": "order", "support_triage": "triage", "search": "answer",
+                               "code_review": "reason", "draft_reply": "draft"}
+
+#: The canary: a fine-tuned model (its price is the customer's own, not in any table) that
+#: gets one order summary in CANARY_EVERY during the first CANARY_REQUESTS user requests
+#: (400: about 3 minutes at the default 2 req/s). Its calls are unpriced; it stops long
+#: before LLMUnpricedModel's 15 minutes.
+CANARY_MODEL = "ft:gpt-4o-mini-2024-07-18:acme-shop:order-summary:Cq7d2Lx9"
+CANARY_REQUESTS = 400
+CANARY_EVERY = 8
+
+
 class DemoApp:
     """The example app: one instrumented OpenAI client and one Anthropic client."""
 
@@ -428,6 +496,10 @@ class DemoApp:
         if not self.features:
             raise ValueError("no provider client: set OPENAI_API_KEY and/or ANTHROPIC_API_KEY")
         self.weights = [_FEATURE_WEIGHTS[FEATURES.index(f)] for f in self.features]
+        self._local = threading.local()  # per-request model choices (the canary)
+        self._counts_lock = threading.Lock()
+        self._started = 0  # user requests started
+        self._order_summaries = 0
 
     def _client_for(self, feature_name: str) -> Any:
         return self.openai if _PROVIDER_OF[feature_name] == "openai" else self.anthropic
@@ -439,14 +511,47 @@ class DemoApp:
         """One user request of ``feature_name``; SDK errors propagate (the caller counts them)."""
         from .context import feature
 
-        with feature(feature_name):
-            getattr(self, feature_name)(rng)
+        canary = self._canary_model(feature_name)
+        self._local.models = {ANSWER_ROLE[feature_name]: canary} if canary else {}
+        try:
+            with feature(feature_name):
+                getattr(self, feature_name)(rng)
+            self._user_feedback(feature_name, rng)
+        finally:
+            self._local.models = {}
 
     def model(self, role: str) -> str:
+        chosen = getattr(self._local, "models", None)
+        if chosen and role in chosen:
+            return chosen[role]
         name = self._models[role]
         if self.state is not None:
             name = self.state.current.model_overrides.get(name, name)
         return name
+
+    # The app's rare events: user ratings, and a canary on a model the price table lacks.
+
+    def _user_feedback(self, feature_name: str, rng: random.Random) -> None:
+        """Some users rate the answer they got (``record_feedback``), like a thumbs up/down
+        widget would. Drawn after the call, so the calls are the same with or without it."""
+        from .quality import record_feedback
+
+        if rng.random() < FEEDBACK_SHARE:
+            rating = rng.choices(FEEDBACK_RATINGS, FEEDBACK_WEIGHTS)[0]
+            record_feedback(feature_name, self.model(ANSWER_ROLE[feature_name]), rating)
+
+    def _canary_model(self, feature_name: str) -> str | None:
+        """The canary: during the first ``CANARY_REQUESTS`` user requests, every
+        ``CANARY_EVERY``-th order summary goes to a fine-tuned model that no price table
+        can know (fake provider only: the real API would answer 404)."""
+        with self._counts_lock:
+            started, self._started = self._started, self._started + 1
+            if feature_name != "order_summary":
+                return None
+            n, self._order_summaries = self._order_summaries, self._order_summaries + 1
+        if self.real or started >= CANARY_REQUESTS or n % CANARY_EVERY != 1:
+            return None
+        return CANARY_MODEL
 
     def _max(self, normal: int, real_cap: int = 120) -> int:
         """max_tokens: small with real providers (they cost money); tiny for their truncation scenario."""
@@ -709,8 +814,9 @@ class Demo:
         from .config import configure
 
         cfg = self.config
-        if self.registry is not prometheus_client.REGISTRY:
-            configure(registry=self.registry)
+        # the demo's answers include refusals and hedged answers: detect both
+        registry = {} if self.registry is prometheus_client.REGISTRY else {"registry": self.registry}
+        configure(refusal_detector=True, **registry)
         enable_quality_signals()
         if cfg.real:
             if cfg.scenario not in ("normal", "truncation"):
@@ -740,8 +846,13 @@ class Demo:
             self.traffic = Traffic(app, cfg.rps, seed=cfg.seed).start()
             self._spawn(self._housekeeping, "demo-status")
             if not cfg.real:  # the judge's calls would cost money against real providers
-                self._spawn(lambda: Evaluations(app, seed=cfg.seed).loop(self._stop), "demo-evaluations")
+                self.start_evaluations()
         return self
+
+    def start_evaluations(self, interval_s: float = 3.0) -> None:
+        """The evaluation job (judge scores) in its own thread, until ``stop``."""
+        job = Evaluations(self.app, interval_s=interval_s, seed=self.config.seed)
+        self._spawn(lambda: job.loop(self._stop), "demo-evaluations")
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)

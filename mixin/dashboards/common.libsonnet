@@ -11,16 +11,23 @@ local g = import '../lib/grafana.libsonnet';
     // Fixed UIDs from _config (alerts link to /d/<uid>).
     uids:: cfg.dashboardUIDs,
 
+    // The contract's spec of a metric a panel needs. A metric missing from the
+    // contract (renamed or removed in contract.py) fails generation: a panel never
+    // swaps itself for another one or silently queries a series nobody exports.
+    local spec(metric) =
+      if std.objectHas(metrics, metric) then metrics[metric]
+      else error 'dashboard panel needs metric %s, which is not in llm_exporter.contract (mixin/lib/contract.json): rename it in the dashboards too, or restore it in contract.py' % metric,
+
     // Name of a sample of a contract metric; fails generation on a typo.
     local sample(metric, suffix) =
-      assert std.objectHas(metrics, metric) : 'metric %s is not in the contract' % metric;
-      assert suffix == '' || std.member(metrics[metric].samples, metric + suffix) : '%s has no %s sample' % [metric, suffix];
-      metric + suffix,
+      local s = spec(metric);
+      if suffix == '' || std.member(s.samples, metric + suffix) then metric + suffix
+      else error 'dashboard panel needs %s%s, but the contract metric %s (a %s) has no such sample' % [metric, suffix, metric, s.type],
 
     // Matchers for the app selector, every dashboard variable the metric has a
     // label for, and extra matchers: 'job="llm-app", provider=~"$provider", ...'.
     matchers(metric, extra='')::
-      local vars = ['%s=~"$%s"' % [l, l] for l in variableLabels if std.member(metrics[metric].labels, l)];
+      local vars = ['%s=~"$%s"' % [l, l] for l in variableLabels if std.member(spec(metric).labels, l)];
       std.join(', ', [cfg.llmSelector] + vars + (if extra == '' then [] else [extra])),
 
     // metric{matchers}
@@ -91,6 +98,20 @@ local g = import '../lib/grafana.libsonnet';
       + g.panel.heatmap.withYUnit(unit),
     barGauge(title, description, unit, targets, w=12, h=8)::
       withBasics(g.panel.barGauge.new(title), description, unit, targets, w, h),
+
+    // Rare events (errors, refusals, content filtering, unpriced calls, ...): a
+    // series appears only with its first event, so a plain query answers nothing,
+    // not 0, while there is traffic and no event. These answer 0 for every label
+    // set that has traffic and no event, and still nothing without traffic.
+    // `rare` and `traffic` are range-vector expressions (rate(...) or
+    // increase(...)), aggregated by the same labels `by` so `or` matches per label set.
+    sumBy(by, expr):: if by == [] then 'sum(%s)' % expr else 'sum by (%s) (%s)' % [std.join(', ', by), expr],
+    orZero(rare, traffic, by=[]):: '(%s or %s * 0)' % [self.sumBy(by, rare), self.sumBy(by, traffic)],
+    // Share of `total` that had the event, per label set of `by`: 0 with traffic and no event.
+    rareRatio(rare, total, by=[]):: '%s / %s' % [self.orZero(rare, total, by), self.sumBy(by, total)],
+    // Rare events by a label the traffic does not carry (error_type, rating): one
+    // series `label="none"` at 0 while there is traffic and no event at all.
+    orNone(label, rare, traffic):: '(sum by (%s) (%s) or on () label_replace(sum(%s) * 0, "%s", "none", "", ""))' % [label, rare, traffic, label],
 
     q(expr, legend='__auto'):: g.query.prometheus.new(expr) + g.query.prometheus.withLegendFormat(legend),
   },

@@ -6,7 +6,6 @@ function(c, cfg)
   local topk = cfg.dashboardTopK;
   // Input-side token types (uncached input, cache reads, cache writes).
   local inputTypes = 'token_type=~"input|cache_read|cache_write"';
-  local hasSavings = std.objectHas(cfg.contract.metrics, 'llm_cache_savings_usd_total');
   c.dashboard(
     'LLM cost',
     c.uids.cost,
@@ -28,8 +27,8 @@ function(c, cfg)
       c.stat('Cost per 1k tokens', 'Mean estimated USD per 1000 billed tokens (all token types).', 'currencyUSD', [
         c.q('sum(%s) / sum(%s) * 1000' % [cost, c.rate('llm_tokens_total')], 'USD/1k tokens'),
       ]) + g.panel.withDecimals(5),
-      c.stat('Unpriced calls / s', 'Calls whose model has no price in the price table: their cost is not counted. Add the model to the price table.', 'reqps', [
-        c.q('sum(%s) or vector(0)' % c.rate('llm_unpriced_requests_total'), 'unpriced'),
+      c.stat('Unpriced calls / s', 'Calls whose model has no price in the price table: their cost is not counted. Add the model to the price table. 0 while every called model has a price.', 'reqps', [
+        c.q(c.orZero(c.rate('llm_unpriced_requests_total'), c.rate('llm_requests_total')), 'unpriced'),
       ]) + g.panel.withThresholds([[null, 'green'], [1e-9, 'orange']]),
 
       g.row.new('Spend by dimension'),
@@ -65,24 +64,13 @@ function(c, cfg)
         c.q('sum by (token_type) (%s)' % c.rate('llm_tokens_total'), '{{token_type}}'),
       ], w=8) + g.panel.timeSeries.withStacking('normal') + g.panel.timeSeries.withAxisLabel('tokens/s'),
       c.timeSeries('Cache hit ratio', 'Share of input-side tokens read from the provider prompt cache, by model.', 'percentunit', [
-        c.q('sum by (model) (%s) / sum by (model) (%s)' % [
-          c.rate('llm_tokens_total', 'token_type="cache_read"'),
-          c.rate('llm_tokens_total', inputTypes),
-        ], '{{model}}'),
+        c.q(c.rareRatio(c.rate('llm_tokens_total', 'token_type="cache_read"'), c.rate('llm_tokens_total', inputTypes), ['model']), '{{model}}'),
       ], w=8) + g.panel.withMax(1),
-    ] + (
-      if hasSavings then [
-        c.timeSeries('Saved by cache reads', 'Estimated USD per hour not spent because input tokens were read from the prompt cache.', 'currencyUSD', [
-          c.q('sum by (model) (%s) * 3600' % c.rate('llm_cache_savings_usd_total'), '{{model}}'),
-        ], w=8),
-      ] else [
-        c.timeSeries('Cache read tokens / s', 'Input tokens served from the provider prompt cache per second, by model (billed at the cache-read price).', 'short', [
-          c.q('sum by (model) (%s)' % c.rate('llm_tokens_total', 'token_type="cache_read"'), '{{model}}'),
-        ], w=8),
-      ]
-    ) + [
-      c.table('Unpriced models', 'Models called in the selected range that have no price (their cost is missing from every panel). Add them to the price table.', 'short', [
-        c.q('sum by (provider, model) (%s) > 0' % c.increaseRange('llm_unpriced_requests_total'))
+      c.timeSeries('Saved by cache reads', 'Estimated USD per hour not spent because input tokens were read from the prompt cache.', 'currencyUSD', [
+        c.q('sum by (model) (%s) * 3600' % c.rate('llm_cache_savings_usd_total'), '{{model}}'),
+      ], w=8),
+      c.table('Unpriced models', 'Calls in the selected range whose model has no price (their cost is missing from every panel), per model called: add the models above 0 to the price table. The feature filter narrows the models listed, not their counts (the unpriced counter has no feature label).', 'short', [
+        c.q('sort_desc(%s)' % c.orZero(c.increaseRange('llm_unpriced_requests_total'), c.increaseRange('llm_requests_total'), ['provider', 'model']))
         + g.query.prometheus.asTable(),
       ], w=24, h=6) + g.panel.withTransformations([{ id: 'organize', options: {
         excludeByName: { Time: true },

@@ -59,29 +59,29 @@ function(c)
       ], w=8),
 
       g.row.new('Quality'),
-      c.timeSeries('Refusal rate by model', 'Share of calls whose response the opt-in refusal detector matched, by model.', 'percentunit', [
-        c.q('sum by (model) (%s) / sum by (model) (%s)' % [c.rate('llm_refusals_total'), c.rate('llm_requests_total')], '{{model}}'),
+      c.timeSeries('Refusal rate by model', 'Share of calls whose response the opt-in refusal detector matched, by model. Needs configure(refusal_detector=True) in the app: without it the rate stays 0.', 'percentunit', [
+        c.q(c.rareRatio(c.rate('llm_refusals_total'), c.rate('llm_requests_total'), ['model']), '{{model}}'),
       ], w=8),
-      c.timeSeries('Response length vs one week ago', 'Mean output tokens per call (visible output plus reasoning) now and at the same time one week earlier.', 'short', [
+      c.timeSeries('Response length vs one week ago', 'Mean output tokens per call (visible output plus reasoning) now and at the same time one week earlier. The "1 week ago" line stays empty until Prometheus holds data from a week before the time shown (a new install has none).', 'short', [
         c.q(outputLength(''), 'now'),
         c.q(shifted(outputLength('')), '1 week ago'),
       ], w=8) + g.panel.timeSeries.withAxisLabel('tokens per call'),
-      c.timeSeries('User feedback ratings', 'User ratings per second (positive, neutral, negative), recorded with record_feedback().', 'reqps', [
-        c.q('sum by (rating) (%s)' % c.rate('llm_feedback_total'), '{{rating}}'),
+      c.timeSeries('User feedback ratings', 'User ratings per second (positive, neutral, negative), recorded with record_feedback(); "none" at 0 while there are calls and no rating. The provider filter does not apply (ratings have no provider label).', 'reqps', [
+        c.q(c.orNone('rating', c.rate('llm_feedback_total'), c.rate('llm_requests_total')), '{{rating}}'),
       ], w=8) + g.panel.timeSeries.withStacking('normal')
       + g.panel.withOverrides([
         { matcher: { id: 'byName', options: r[0] }, properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: r[1] } }] }
         for r in [['positive', 'green'], ['neutral', 'yellow'], ['negative', 'red']]
       ]),
-      c.stat('Positive feedback share', 'Positive ratings as a share of all ratings in the selected range.', 'percentunit', [
-        c.q('sum(%s) / sum(%s)' % [
+      c.stat('Positive feedback share', 'Positive ratings as a share of all ratings in the selected range (no value until a rating is recorded).', 'percentunit', [
+        c.q(c.rareRatio(
           c.increaseRange('llm_feedback_total', 'rating="positive"'),
           c.increaseRange('llm_feedback_total'),
-        ], 'positive') + g.query.prometheus.asInstant(),
+        ), 'positive') + g.query.prometheus.asInstant(),
       ], w=8, h=4) + g.panel.stat.withGraphMode('none')
       + g.panel.withThresholds([[null, 'red'], [0.6, 'orange'], [0.8, 'green']]),
-      c.stat('Refusals in range', 'Responses the refusal detector matched in the selected range.', 'short', [
-        c.q('sum(%s)' % c.increaseRange('llm_refusals_total'), 'refusals') + g.query.prometheus.asInstant(),
+      c.stat('Refusals in range', 'Responses the refusal detector matched in the selected range. Needs configure(refusal_detector=True) in the app: without it this stays 0.', 'short', [
+        c.q(c.orZero(c.increaseRange('llm_refusals_total'), c.increaseRange('llm_requests_total')), 'refusals') + g.query.prometheus.asInstant(),
       ], w=8, h=4) + g.panel.stat.withGraphMode('none'),
       c.stat('Mean output tokens per call', 'Mean output tokens per call in the selected range (visible output plus reasoning).', 'short', [
         c.q('sum(%s) / sum(%s)' % [

@@ -10,8 +10,8 @@ function(c) c.dashboard(
     c.stat('Request rate', 'Finished LLM calls per second (all outcomes).', 'reqps', [
       c.q('sum(%s)' % c.rate('llm_requests_total'), 'requests/s'),
     ]),
-    c.stat('Error ratio', 'Failed calls as a share of finished calls. Red above 5 %.', 'percentunit', [
-      c.q('sum(%s) / sum(%s)' % [c.rate('llm_errors_total'), c.rate('llm_requests_total')], 'errors'),
+    c.stat('Error ratio', 'Failed calls as a share of finished calls (0 while calls succeed). Red above 5 %.', 'percentunit', [
+      c.q(c.rareRatio(c.rate('llm_errors_total'), c.rate('llm_requests_total')), 'errors'),
     ]) + g.panel.withThresholds([[null, 'green'], [0.01, 'orange'], [0.05, 'red']]),
     c.stat('p95 latency', 'Wall time of 95 % of calls (streams: until the stream ends).', 's', [
       c.q(c.quantile('0.95', 'llm_request_duration_seconds'), 'p95'),
@@ -23,18 +23,18 @@ function(c) c.dashboard(
       c.q('sum(%s)' % c.increaseRange('llm_cost_usd_total'), 'USD') + g.query.prometheus.asInstant(),
     ]) + g.panel.withTimeFrom('now/d') + g.panel.stat.withGraphMode('none'),
     c.stat('Priced-call coverage', 'Share of calls whose model has a price in the price table; unpriced calls add no cost. The feature filter does not apply (the unpriced counter has provider and model only).', 'percentunit', [
-      c.q('1 - (sum(%s) or vector(0)) / sum(%s)' % [c.rate('llm_unpriced_requests_total'), c.rate('llm_requests_total')], 'priced'),
+      c.q('1 - %s' % c.rareRatio(c.rate('llm_unpriced_requests_total'), c.rate('llm_requests_total')), 'priced'),
     ]) + g.panel.withThresholds([[null, 'red'], [0.95, 'orange'], [0.999, 'green']]) + g.panel.withMax(1),
 
     g.row.new('Traffic and errors'),
     c.timeSeries('Request rate by model', 'Finished calls per second by provider and model.', 'reqps', [
       c.q('sum by (provider, model) (%s)' % c.rate('llm_requests_total'), '{{provider}} {{model}}'),
     ], w=8),
-    c.timeSeries('Error ratio by model', 'Failed calls / finished calls, by model.', 'percentunit', [
-      c.q('sum by (model) (%s) / sum by (model) (%s)' % [c.rate('llm_errors_total'), c.rate('llm_requests_total')], '{{model}}'),
+    c.timeSeries('Error ratio by model', 'Failed calls / finished calls, by model (0 while calls succeed).', 'percentunit', [
+      c.q(c.rareRatio(c.rate('llm_errors_total'), c.rate('llm_requests_total'), ['model']), '{{model}}'),
     ], w=8),
-    c.timeSeries('Error rate by error type', 'Failed calls per second by normalised error type (rate_limit, timeout, server_error, ...).', 'reqps', [
-      c.q('sum by (error_type) (%s)' % c.rate('llm_errors_total'), '{{error_type}}'),
+    c.timeSeries('Error rate by error type', 'Failed calls per second by normalised error type (rate_limit, timeout, server_error, ...); "none" at 0 while calls succeed.', 'reqps', [
+      c.q(c.orNone('error_type', c.rate('llm_errors_total'), c.rate('llm_requests_total')), '{{error_type}}'),
     ], w=8) + g.panel.timeSeries.withStacking('normal'),
 
     g.row.new('Latency'),
@@ -55,7 +55,7 @@ function(c) c.dashboard(
       c.q('sum by (provider, model) (%s) * 3600' % c.rate('llm_cost_usd_total'), '{{provider}} {{model}}'),
     ], w=8) + g.panel.timeSeries.withStacking('normal'),
     c.timeSeries('Retries', 'Attempts after the first (SDK-internal or caller retries) per second, by model.', 'reqps', [
-      c.q('sum by (model) (%s)' % c.rate('llm_retries_total'), '{{model}}'),
+      c.q(c.orZero(c.rate('llm_retries_total'), c.rate('llm_requests_total'), ['model']), '{{model}}'),
     ], w=8),
 
     g.row.new('Outcomes'),
@@ -63,16 +63,10 @@ function(c) c.dashboard(
       c.q('sum by (finish_reason) (%s)' % c.rate('llm_requests_total'), '{{finish_reason}}'),
     ], w=8) + g.panel.timeSeries.withStacking('normal'),
     c.timeSeries('Truncation rate by model', 'Share of calls that stopped at the output token limit (finish_reason="length"). Alert threshold: 5 %.', 'percentunit', [
-      c.q('sum by (model) (%s) / sum by (model) (%s)' % [
-        c.rate('llm_requests_total', 'finish_reason="length"'),
-        c.rate('llm_requests_total'),
-      ], '{{model}}'),
+      c.q(c.rareRatio(c.rate('llm_requests_total', 'finish_reason="length"'), c.rate('llm_requests_total'), ['model']), '{{model}}'),
     ], w=8),
     c.timeSeries('Content-filter rate by model', 'Share of calls stopped by the provider content filter (finish_reason="content_filter").', 'percentunit', [
-      c.q('sum by (model) (%s) / sum by (model) (%s)' % [
-        c.rate('llm_requests_total', 'finish_reason="content_filter"'),
-        c.rate('llm_requests_total'),
-      ], '{{model}}'),
+      c.q(c.rareRatio(c.rate('llm_requests_total', 'finish_reason="content_filter"'), c.rate('llm_requests_total'), ['model']), '{{model}}'),
     ], w=8),
 
     g.row.new('Capacity'),
