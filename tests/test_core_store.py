@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
-from llm_exporter import exposition, metrics, record_call, start_call, start_http_server, store
+from llm_exporter import contract, exposition, metrics, record_call, start_call, start_http_server, store
 from llm_exporter.normalise import TokenParts
 from llm_exporter.testing import fresh_registry
 
@@ -122,7 +122,25 @@ def test_series_created_at_zero_as_prometheus_client_children():
              for s in f.samples if s.labels.get("feature") == "search"}
     assert names == {"llm_requests_total", "llm_request_duration_seconds_bucket", "llm_request_duration_seconds_count",
                      "llm_request_duration_seconds_sum", "llm_cost_usd_total", "llm_retries_total",
-                     "llm_in_flight_requests"}
+                     "llm_in_flight_requests", "llm_errors_total"}
+
+
+def test_the_finish_reasons_and_error_types_alerts_use_start_at_zero():
+    """So that rate() sees the first truncation, content filter or rate limit of a label set
+    (a series born at 1 loses its first increment)."""
+    reg = fresh_registry()
+    record_call(**OA, duration_s=0.5)
+    lab = dict(provider="openai", model=OA["model"], feature="search", operation="chat")
+    requests = {r: reg.get_sample_value("llm_requests_total", dict(lab, finish_reason=r))
+                for r in contract.FINISH_REASONS}
+    assert requests == {"stop": 1.0, "length": 0.0, "tool_calls": None, "content_filter": 0.0, "error": 0.0,
+                        "cancelled": None, "other": None}
+    errors = {e: reg.get_sample_value("llm_errors_total", dict(lab, error_type=e)) for e in contract.ERROR_TYPES}
+    assert {e: v for e, v in errors.items() if v is not None} == {"rate_limit": 0.0, "content_filter": 0.0}
+    assert reg.get_sample_value("llm_refusals_total", lab) is None  # the detector is off
+    reg = fresh_registry(refusal_detector=True)
+    record_call(**OA, duration_s=0.5)
+    assert reg.get_sample_value("llm_refusals_total", lab) == 0.0
 
 
 def test_two_threads_recording_concurrently_give_exact_totals():

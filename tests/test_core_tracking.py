@@ -355,7 +355,7 @@ def test_facts_given_after_finish_are_ignored(reg):
     call.set_finish_reason("length")
     call.add_retries(2)
     assert v(reg, "llm_requests_total", **OA, finish_reason="stop") == 1
-    assert v(reg, "llm_requests_total", **OA, finish_reason="length") is None
+    assert v(reg, "llm_requests_total", **OA, finish_reason="length") == 0
     assert v(reg, "llm_tokens_total", **OA, token_type="input") is None
     assert v(reg, "llm_time_to_first_token_seconds_count", **OA) is None
     assert v(reg, "llm_retries_total", **OA) == 0

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from llm_exporter import localstack
+from llm_exporter.evaluation import DEFAULT_JUDGE_FEATURE
 from llm_exporter.demo import CANARY_MODEL, DEFAULT_RPS, FEATURES, MODELS, Demo, DemoConfig, Traffic
 from llm_exporter.testing import fresh_registry
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # any pytest import mode
@@ -168,7 +169,7 @@ def test_variable_queries_list_the_traffic_values(prometheus: dict):
     want = {
         "provider": set(PROVIDERS_MODELS),
         "model": {m for ms in PROVIDERS_MODELS.values() for m in ms},
-        "feature": set(FEATURES),
+        "feature": set(FEATURES) | {DEFAULT_JUDGE_FEATURE},  # the demo's judge calls have their own feature
     }
     d = dashboards()["llm-overview.json"]
     for v in d["templating"]["list"][1:]:

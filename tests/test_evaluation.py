@@ -214,7 +214,7 @@ def test_hedging_in_sdk_streams_with_the_refusal_detector_on(mode, server):
     an.run(mode, server, an_body)
     assert v(reg, "llm_hedged_responses_total", **oa.L("gpt-4o-mini")) == 1
     assert v(reg, "llm_hedged_responses_total", **an.L("claude-haiku-4-5")) == 1
-    assert v(reg, "llm_refusals_total", **oa.L("gpt-4o-mini")) is None
+    assert v(reg, "llm_refusals_total", **oa.L("gpt-4o-mini")) == 0  # detector on: at 0, none refused
 
 
 def test_hedging_in_sdk_streams_with_only_the_hedging_detector_on(server):

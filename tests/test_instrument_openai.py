@@ -192,7 +192,7 @@ def test_with_streaming_response_plain_and_stream(mode, server, registry):
     run(mode, server, body)
     lab = L("gpt-4o-mini")
     assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="other")) == 2
-    assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="stop")) is None
+    assert registry.get_sample_value("llm_requests_total", dict(lab, finish_reason="stop")) == 0
     assert tokens(registry, "gpt-4o-mini") == {k: None for k in SPLIT}
     assert registry.get_sample_value("llm_time_to_first_token_seconds_count", lab) is None
     assert in_flight(registry, "gpt-4o-mini") == 0
@@ -296,7 +296,7 @@ def test_429_retry_after_then_success_counts_retry_and_ratelimits(mode, server, 
     assert_one(registry, "gpt-4o-mini", "stop")
     lab = L("gpt-4o-mini")
     assert registry.get_sample_value("llm_retries_total", lab) == 1
-    assert registry.get_sample_value("llm_errors_total", dict(lab, error_type="rate_limit")) is None
+    assert registry.get_sample_value("llm_errors_total", dict(lab, error_type="rate_limit")) == 0
     rl = dict(provider="openai", model="gpt-4o-mini")
     assert registry.get_sample_value("llm_ratelimit_remaining", dict(rl, resource="requests")) == 499
     assert registry.get_sample_value("llm_ratelimit_limit", dict(rl, resource="requests")) == 500

@@ -74,6 +74,13 @@ FEEDBACK_RATINGS: tuple[str, ...] = ("positive", "neutral", "negative")
 #: answer was not a number, was a number outside 0..1, or the judge call itself failed.
 EVAL_FAILURE_REASONS: tuple[str, ...] = ("not_a_number", "out_of_range", "judge_error")
 
+#: Series created at 0 when a (provider, model, feature, operation) label set is first seen, so
+#: that ``rate()`` sees their first increment: the finish reasons and error types that alerts and
+#: dashboard ratios divide by or alert on. Others start at their first event (its increment is
+#: missed by ``rate()`` over a window that starts before the series existed): docs/exporter.md.
+EAGER_FINISH_REASONS: tuple[str, ...] = ("stop", "length", "content_filter", "error")
+EAGER_ERROR_TYPES: tuple[str, ...] = ("rate_limit", "content_filter")
+
 #: Value a label takes once its distinct-value budget is spent.
 OVERFLOW_VALUE = "__overflow__"
 #: Feature label when none is given explicitly or by ``feature(...)``.

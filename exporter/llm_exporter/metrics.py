@@ -88,6 +88,10 @@ class ClientBundle:
         self._size_children: tuple[Any, Any] | None = None
         if m.pricing.lookup(key[1]) is None:
             self.unpriced()  # unpriced request model: expose the 0 so increase() works
+        for reason in contract.EAGER_FINISH_REASONS:  # at 0, so rate() sees their first increment
+            self.requests(reason)
+        for error_type in contract.EAGER_ERROR_TYPES:
+            self.errors(error_type)
 
     def apply(self, finish_reason: str, error_type: str | None, duration: float, ttft: float | None,
               tpot: float | None, parts: Any, cost: float | None, savings: float | None, unpriced: bool,
@@ -174,6 +178,9 @@ class ClientBundle:
             self._tpot = self._m.families["llm_time_per_output_token_seconds"].labels(*self.key)
         return self._tpot
 
+    def mark_refusals(self) -> None:
+        self.refusals()
+
     def refusals(self) -> Any:
         if self._refusals is None:
             self._refusals = self._m.families["llm_refusals_total"].labels(*self.key)
@@ -247,6 +254,8 @@ class Metrics:
                             b.mark_unpriced()  # unpriced request model: expose the 0 so increase() works
                     else:
                         b = ClientBundle(self, key)
+                    if self.settings.refusal_detector is not None:
+                        b.mark_refusals()
                     self._bundles[key] = b
         return b
 

@@ -148,8 +148,9 @@ class StoreBundle:
         self.retries = self._new("llm_retries_total", Cell())
         self._ttft: Hist | None = None
         self._tpot: Hist | None = None
-        self._requests: dict[str, Cell] = {}
-        self._errors: dict[str, Cell] = {}
+        self._requests: dict[str, Cell] = {
+            r: self._new("llm_requests_total", Cell(), r) for r in contract.EAGER_FINISH_REASONS}
+        self._errors: dict[str, Cell] = {e: self._new("llm_errors_total", Cell(), e) for e in contract.EAGER_ERROR_TYPES}
         self._tokens: tuple[Cell, ...] | None = None  # contract.TOKEN_TYPES order
         self._per_request: tuple[Hist, Hist] | None = None  # input, output
         self._savings: Cell | None = None
@@ -223,6 +224,12 @@ class StoreBundle:
                 if c is None:
                     c = self._refusals = self._new("llm_refusals_total", Cell())
                 c.v += 1.0
+
+    def mark_refusals(self) -> None:
+        """Expose ``llm_refusals_total`` at 0 (the refusal detector is on)."""
+        with self.lock:
+            if self._refusals is None:
+                self._refusals = self._new("llm_refusals_total", Cell())
 
     def mark_unpriced(self) -> None:
         """Expose ``llm_unpriced_requests_total`` at 0 for this (provider, model)."""
