@@ -83,32 +83,23 @@ def configure(
         if created_series is not _UNSET:
             s.created_series = bool(created_series)
         if refusal_detector is not _UNSET:
-            s.refusal_detector = _detector(refusal_detector)
+            s.refusal_detector = _detector(refusal_detector, RefusalDetector, "refusal_detector")
         if hedging_detector is not _UNSET:
-            s.hedging_detector = _hedging_detector(hedging_detector)
+            s.hedging_detector = _detector(hedging_detector, HedgingDetector, "hedging_detector")
         if exemplars is not _UNSET:
             s.exemplars = bool(exemplars)
         return metrics.activate(s).registry
 
 
-def _detector(value: Any) -> Any:
+def _detector(value: Any, cls: type, setting: str) -> Any:
+    """A detector setting: an instance of ``cls``, True (its defaults), or None/False (off)."""
     if value is None or value is False:
         return None
     if value is True:
-        return RefusalDetector()
-    if isinstance(value, RefusalDetector):
+        return cls()
+    if isinstance(value, cls):
         return value
-    raise TypeError(f"refusal_detector must be a RefusalDetector, True or None, got {type(value).__name__}")
-
-
-def _hedging_detector(value: Any) -> Any:
-    if value is None or value is False:
-        return None
-    if value is True:
-        return HedgingDetector()
-    if isinstance(value, HedgingDetector):
-        return value
-    raise TypeError(f"hedging_detector must be a HedgingDetector, True or None, got {type(value).__name__}")
+    raise TypeError(f"{setting} must be a {cls.__name__}, True or None, got {type(value).__name__}")
 
 
 def settings() -> metrics.Settings:
