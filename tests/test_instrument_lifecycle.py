@@ -107,3 +107,22 @@ def test_a_worker_that_drops_a_stream_and_exits_has_recorded_it_as_cancelled(ser
     assert reg.get_sample_value("llm_requests_total", dict(LAB, finish_reason="cancelled")) == 1
     assert reg.get_sample_value("llm_errors_total", dict(LAB, error_type="cancelled")) == 1
 
+
+
+def test_a_stream_without_an_event_generator_is_never_recorded_as_stop(caplog):
+    """The hook point missing (an SDK whose stream keeps no ``_iterator``): the call is recorded
+    when the method returns, as ``other``, and the missing seam is logged once."""
+    from llm_exporter.instrumentation import _calls
+
+    reg = fresh_registry()
+    spec = _calls.MethodSpec(("chat", "completions"), "create", "chat")
+    with caplog.at_level("WARNING", logger="llm_exporter"):
+        for _ in range(3):
+            kwargs = {"model": "gpt-4o-mini", "stream": True}
+            state = _calls._open("openai", spec, kwargs, None)
+            _calls._returned(state, object(), kwargs)  # a "stream" the reader cannot attach to
+    assert reg.get_sample_value("llm_requests_total", dict(LAB, finish_reason="other")) == 3
+    assert reg.get_sample_value("llm_requests_total", dict(LAB, finish_reason="stop")) == 0
+    assert reg.get_sample_value("llm_in_flight_requests", dict(provider="openai", model="gpt-4o-mini",
+                                                                feature="unknown")) == 0
+    assert len([r for r in caplog.records if "has no event generator to read" in r.getMessage()]) == 1
