@@ -19,13 +19,12 @@ prometheus-client objects in both modes (``Metrics.families``).
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
-from . import __version__, contract, normalise, store
+from . import __version__, contract, locks, normalise, store
 from .labels import LabelGuard
 from .pricing import PriceTable
 
@@ -224,7 +223,7 @@ class Metrics:
         except Exception:
             self.unregister()
             raise
-        self._lock = threading.Lock()
+        self._lock = locks.new_lock()
         self._bundles: dict[Key, Any] = {}
         self._fast: dict[Any, Bundle] = {}
         self._overflow: dict[str, Any] = {}
@@ -303,7 +302,7 @@ class Metrics:
 # --- the active instance ----------------------------------------------------------
 
 _active: Metrics | None = None
-_active_lock = threading.RLock()
+_active_lock = locks.new_rlock()
 
 
 def current() -> Metrics:
@@ -318,6 +317,13 @@ def current() -> Metrics:
             m = _active
     assert m is not None
     return m
+
+
+@locks.at_fork_in_child
+def _after_fork_in_child() -> bool:
+    """prometheus-client's locks in the active families (``locks.reset_client_locks``)."""
+    m = _active
+    return m is None or locks.reset_client_locks(m.registry, m.families.values())
 
 
 def install(m: Metrics) -> Metrics | None:

@@ -23,7 +23,6 @@ import json
 import mmap
 import os
 import struct
-import threading
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -34,6 +33,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+from . import locks
 from .store import fmt
 
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
@@ -53,7 +53,7 @@ def mark_process_dead(pid: int, path: str | None = None) -> None:
 
 
 _registries: dict[str, CollectorRegistry] = {}
-_registries_lock = threading.Lock()
+_registries_lock = locks.new_lock()
 
 
 def collecting_registry(path: str | None = None) -> CollectorRegistry:
@@ -69,6 +69,7 @@ def collecting_registry(path: str | None = None) -> CollectorRegistry:
         registry = _registries.get(path)
         if registry is None:
             registry = _registries[path] = CollectorRegistry()
+            locks.track(getattr(registry, "_lock", None))  # a scrape may hold it at a fork
             FastMultiProcessCollector(path, registry)
         return registry
 
@@ -150,7 +151,7 @@ class FastMultiProcessCollector(Collector):
         if not path or not os.path.isdir(path):
             raise ValueError(f"{ENV_VAR} is not set or not a directory")
         self._path = path
-        self._lock = threading.Lock()
+        self._lock = locks.new_lock()
         self._reset()
         if registry is not None:
             registry.register(self)

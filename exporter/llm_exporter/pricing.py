@@ -13,13 +13,13 @@ import datetime
 import math
 import os
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .locks import new_lock
 from .normalise import TokenParts
 
 BUNDLED_PATH = Path(__file__).with_name("pricing.yaml")
@@ -71,7 +71,7 @@ class PriceTable:
         self.version = version
         self.as_of = as_of
         self._cache: dict[str, Price | None] = {}
-        self._lock = threading.Lock()
+        self._lock = new_lock()
 
     def lookup(self, model: str | None) -> Price | None:
         if not model:
