@@ -109,3 +109,58 @@ def test_children_forked_while_threads_record_never_hang(mode, tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert min(out["loops"]) > 0, out  # the threads were recording
     assert out["results"] == [0] * FORKS, f"a forked child hung or failed: {out['results']}\n{proc.stderr[-6000:]}"
+
+
+# --- deterministic: a lock held by another thread at the fork is free in the child ----------
+
+HELD = textwrap.dedent("""
+    import os, signal, sys, threading, time
+    from prometheus_client import CollectorRegistry, Counter
+    from llm_exporter import locks
+
+    multi = os.environ.get("PROMETHEUS_MULTIPROC_DIR") is not None
+    reg = CollectorRegistry()
+    fam = Counter("held_total", "h", ["x"], registry=reg)
+    child = fam.labels("a")
+    held = {"lock": locks.new_lock(), "rlock": locks.new_rlock(), "family": fam._lock, "registry": reg._lock}
+    if multi:
+        held["value"] = locks.multiprocess_value_lock()
+        assert held["value"] is not None, "prometheus-client's multi-process value lock not found"
+    else:
+        held["value"] = child._value._lock
+    metrics_cb = lambda: locks.reset_client_locks(reg, [fam])
+    locks.at_fork_in_child(metrics_cb)
+    release = threading.Event()
+    acquired = threading.Event()
+
+    def hold():
+        for lock in held.values():
+            lock.acquire()
+        acquired.set()
+        release.wait()
+
+    threading.Thread(target=hold, daemon=True).start()
+    acquired.wait()
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(10)  # a stuck child dies instead of holding the test
+        free = [name for name, lock in held.items() if lock.acquire(timeout=2)]
+        for name in free:
+            held[name].release()
+        if set(free) == set(held):
+            child.inc()  # takes the value lock (multi-process: first in the child, reopens the files)
+        os.write(1, (" ".join(sorted(free)) + "\\n").encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    release.set()
+""")
+
+
+@pytest.mark.parametrize("mode", ["single-process", "multi-process"])
+def test_locks_held_by_another_thread_at_the_fork_are_free_in_the_child(mode, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k.lower() != "prometheus_multiproc_dir"}
+    if mode == "multi-process":
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", HELD], env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["family", "lock", "registry", "rlock", "value"], proc.stderr
