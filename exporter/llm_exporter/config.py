@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from . import contract, metrics
 from . import pricing as _pricing
+from .errors import logger
 
 _UNSET: Any = object()
 
@@ -100,6 +101,34 @@ def configure(
             raise
         metrics.install(new)
         return s.registry
+
+
+def configure_default() -> None:
+    """The first configuration when the app never called ``configure`` (``metrics.current()``).
+
+    Never fails per call: a bad ``LLM_EXPORTER_PRICING`` file is logged once (error) and the
+    bundled table is used instead; if the default registry refuses our families (names taken),
+    they go to a private registry, which ``/metrics`` from ``start_http_server``/``make_*_app``
+    still serves. Either way every call is recorded and nothing is parsed again per call.
+    An explicit ``configure(...)`` still raises.
+    """
+    kwargs: dict[str, Any] = {}
+    while True:
+        try:
+            configure(**kwargs)
+            return
+        except _pricing.PricingError as e:
+            if "pricing" in kwargs:
+                raise  # the bundled table itself: a broken installation
+            logger.error("llm_exporter: %s (from $%s); using the bundled price table only. Fix the file, "
+                         "or call configure(pricing=...)", e, _pricing.ENV_VAR)
+            kwargs["pricing"] = None
+        except Exception as e:
+            if "registry" in kwargs:
+                raise
+            logger.error("llm_exporter: the default registry refused the llm_* metrics (%s); recording into a "
+                         "private registry, served by llm_exporter's /metrics helpers only", e)
+            kwargs["registry"] = CollectorRegistry()
 
 
 def _detector(value: Any) -> Any:

@@ -313,7 +313,7 @@ def current() -> Metrics:
 
         with _active_lock:
             if _active is None:
-                config.configure()
+                config.configure_default()  # falls back (logged once) rather than failing every call
             m = _active
     assert m is not None
     return m
