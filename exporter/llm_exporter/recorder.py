@@ -40,6 +40,7 @@ def exemplar(m: Metrics) -> dict[str, str] | None:
 
 # --- the record path -----------------------------------------------------------------
 
+
 def record(
     m: Metrics,
     b: Bundle,
@@ -54,6 +55,7 @@ def record(
     price_models: tuple[str | None, ...],
     refused: bool,
     ex: dict[str, str] | None,
+    checked: bool = False,
 ) -> None:
     """Record one finished call into bundle ``b`` (labels resolved).
 
@@ -63,22 +65,26 @@ def record(
     No value that could make a counter or a sum non-finite (or raise half-way through
     ``apply``) gets there: a duration out of range drops the call; a ttft, token counts
     or retries out of range are dropped; a computed cost that is not finite or above
-    ``MAX_COST_USD`` counts the call as unpriced (each logged). ``record_call`` has
-    already rejected such arguments with ``ValueError``; this guards ``Call`` paths.
+    ``MAX_COST_USD`` counts the call as unpriced (each logged). ``checked``: the caller
+    (``record_call``) already rejected such arguments with ``ValueError``.
     """
-    if not 0.0 <= duration <= MAX_SECONDS:  # NaN fails too
-        log_failure("value-range", "call duration %s out of range; the call was not recorded",
-                    normalise.shown(duration), exc_info=False)
-        return
-    if ttft is not None and not 0.0 <= ttft <= MAX_SECONDS:
-        log_failure("value-range", "time to first token %s out of range; dropped", normalise.shown(ttft), exc_info=False)
-        ttft = None
-    if parts is not None and max(parts) > MAX_TOKENS:
-        log_failure("value-range", "token count above %d; the call's usage was dropped", MAX_TOKENS, exc_info=False)
-        parts = None
-    if retries and not 0 <= retries <= MAX_TOKENS:
-        log_failure("value-range", "retries %s out of range; dropped", normalise.shown(retries), exc_info=False)
-        retries = 0
+    if not checked:
+        if not 0.0 <= duration <= MAX_SECONDS:  # NaN fails too
+            log_failure("value-range", "call duration %s out of range; the call was not recorded",
+                        normalise.shown(duration), exc_info=False)
+            return
+        if ttft is not None and not 0.0 <= ttft <= MAX_SECONDS:
+            log_failure("value-range", "time to first token %s out of range; dropped", normalise.shown(ttft),
+                        exc_info=False)
+            ttft = None
+        if parts is not None and (parts[0] > MAX_TOKENS or parts[1] > MAX_TOKENS or parts[2] > MAX_TOKENS
+                                  or parts[3] > MAX_TOKENS or parts[4] > MAX_TOKENS):
+            log_failure("value-range", "token count above %d; the call's usage was dropped", MAX_TOKENS,
+                        exc_info=False)
+            parts = None
+        if retries and not 0 <= retries <= MAX_TOKENS:
+            log_failure("value-range", "retries %s out of range; dropped", normalise.shown(retries), exc_info=False)
+            retries = 0
     tpot = None
     if ttft is not None and parts is not None:
         produced = parts[3] + parts[4]
@@ -189,8 +195,10 @@ def record_call(
             raise ValueError(f"time_to_first_token_s ({ttft}) exceeds duration_s ({duration})")
     counts = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
     if not (type(input_tokens) is int and type(output_tokens) is int and type(cache_read_tokens) is int
-            and type(cache_write_tokens) is int and type(reasoning_tokens) is int and min(counts) >= 0
-            and max(counts) <= MAX_TOKENS):
+            and type(cache_write_tokens) is int and type(reasoning_tokens) is int
+            and 0 <= input_tokens <= MAX_TOKENS and 0 <= output_tokens <= MAX_TOKENS
+            and 0 <= cache_read_tokens <= MAX_TOKENS and 0 <= cache_write_tokens <= MAX_TOKENS
+            and 0 <= reasoning_tokens <= MAX_TOKENS):
         counts = tuple(normalise.check_count(name, value) for name, value in zip(_COUNT_NAMES, counts))
     fr = normalise.finish_reason(finish_reason, strict=True)
     et: str | None
@@ -218,7 +226,7 @@ def record_call(
             m, m.lookup(provider, model, current_feature(feature), operation),
             finish_reason=fr, error_type=et, duration=duration, ttft=ttft,
             parts=parts, cost_usd=cost_usd,
-            retries=1 if attempt > 0 else 0, price_models=(model,), refused=False, ex=exemplar(m),
+            retries=1 if attempt > 0 else 0, price_models=(model,), refused=False, ex=exemplar(m), checked=True,
         )
     except Exception:
         log_failure("record_call", "recording an LLM call failed; the metric update was dropped")
