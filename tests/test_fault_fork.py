@@ -8,6 +8,10 @@ a fifth thread scrapes there too) and exits.
 A child stuck on a lock dumps its stack (faulthandler) and is killed: the failure message
 names the lock it hung on. Bounded: about 5 s per stuck child, the loop stops at the first
 one, the whole variant has 50 s.
+
+Until store.py makes its locks with ``locks.new_lock()`` (the lead's rewrite), the
+single-process variant fails: the child hangs in ``store.StoreBundle.apply`` on the
+(provider, model) group lock (``with self.lock``), which a recording thread held at the fork.
 """
 
 from __future__ import annotations
