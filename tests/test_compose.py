@@ -7,6 +7,7 @@ prometheus/, alertmanager/, grafana/, secrets/, the Dockerfile and the CLI.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -24,14 +25,40 @@ COMPOSE = ROOT / "docker-compose.yml"
 LONG_RUNNING = ("demo", "prometheus", "alertmanager", "capture", "grafana")
 
 
-@pytest.fixture(scope="module")
-def config() -> dict:
+def _resolve(**env: str) -> dict:
     exe = shutil.which("docker-compose")
     assert exe, "docker-compose not installed: run scripts/install-deps"
     proc = subprocess.run([exe, "-f", str(COMPOSE), "config"], cwd=ROOT, capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"}, timeout=60, check=False)
+                          env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", **env}, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     return yaml.safe_load(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    return _resolve()
+
+
+def _ports(service: dict) -> list[tuple[str | None, int, int]]:
+    """(host address or None for all interfaces, published, target) of a resolved service's ports.
+
+    docker-compose 1.29 prints "127.0.0.1:8000:8000/tcp" for a port with an address and
+    {published, target} without one; Compose v2 prints dicts with host_ip.
+    """
+    out = []
+    for p in service.get("ports", []):
+        if isinstance(p, dict):
+            out.append((p.get("host_ip") or None, int(p["published"]), int(p["target"])))
+        else:
+            spec = str(p).split("/", 1)[0]
+            parts = spec.split(":")
+            if len(parts) == 3:
+                out.append((parts[0] or None, int(parts[1]), int(parts[2])))
+            elif len(parts) == 2:
+                out.append((None, int(parts[0]), int(parts[1])))
+            else:
+                out.append((None, int(parts[0]), int(parts[0])))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +123,7 @@ def test_ports_and_named_volumes(config: dict) -> None:
     services = config["services"]
 
     def published(name: str) -> set[int]:
-        return {int(p["published"]) for p in services[name].get("ports", [])}
+        return {published for _, published, _ in _ports(services[name])}
 
     assert 9090 in published("prometheus")
     assert 9093 in published("alertmanager")
@@ -139,7 +166,7 @@ def test_prometheus_config_and_rules_are_the_repos(config: dict) -> None:
 def _compose_port(config: dict, service: str) -> set[int]:
     """Ports a service listens on inside the compose network."""
     s = config["services"][service]
-    ports = {int(p["target"]) for p in s.get("ports", [])}
+    ports = {target for _, _, target in _ports(s)}
     ports |= {int(x) for x in re.findall(r"--(?:port|web\.listen-address=[^ ]*:)[ =]?(\d+)", " ".join(s.get("command") or []))}
     return ports
 
@@ -264,3 +291,79 @@ def test_dockerfile_builds_from_files_the_context_keeps() -> None:
     assert 'ENTRYPOINT ["llm-exporter"]' in dockerfile
     # the package's console script is the entry point
     assert 'llm-exporter = "llm_exporter.cli:main"' in (ROOT / "pyproject.toml").read_text()
+
+
+# --- exposure: addresses, users, secret file owners (issue 19, point 4) ---------------------------
+
+PUBLISHED = {("demo", 8000), ("prometheus", 9090), ("alertmanager", 9093), ("alertmanager", CAPTURE_PORT),
+             ("grafana", 3000)}
+
+
+def _addresses(config: dict) -> dict[tuple[str, int], str | None]:
+    return {(name, published): host for name, s in config["services"].items() for host, published, _ in _ports(s)}
+
+
+def test_published_ports_listen_on_localhost_unless_llm_exporter_bind_opens_them(config: dict) -> None:
+    # Prometheus and Alertmanager have no authentication: never on every interface by default
+    assert _addresses(config) == {key: "127.0.0.1" for key in PUBLISHED}
+    opened = _resolve(LLM_EXPORTER_BIND="0.0.0.0")
+    assert _addresses(opened) == {key: "0.0.0.0" for key in PUBLISHED}
+    assert "LLM_EXPORTER_BIND" in (ROOT / "README.md").read_text()
+
+
+def _uid(service: dict) -> int:
+    user = service.get("user")
+    assert user is not None, "set the user explicitly: the image's default is not visible here"
+    return int(str(user).split(":")[0])
+
+
+def test_nothing_runs_as_root_but_the_secrets_service_with_only_the_capabilities_it_needs(config: dict) -> None:
+    services = config["services"]
+    for name in LONG_RUNNING:
+        s = services[name]
+        assert _uid(s) != 0, f"{name} runs as root"
+        assert s.get("cap_drop") == ["ALL"] and not s.get("cap_add"), name
+        assert "no-new-privileges:true" in s.get("security_opt", []), name
+    # the image built from the Dockerfile runs as the user compose names
+    dockerfile_user = re.search(r"^USER (\S+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE).group(1)
+    assert services["demo"]["user"] == services["capture"]["user"] == dockerfile_user
+    init = services["secrets"]  # root: writes into the host's ./secrets and chowns the files
+    assert _uid(init) == 0
+    assert init["cap_drop"] == ["ALL"] and sorted(init["cap_add"]) == ["CHOWN", "DAC_OVERRIDE", "FOWNER"]
+    assert "no-new-privileges:true" in init["security_opt"]
+    assert init["read_only"] is True and init["network_mode"] == "none"
+
+
+def test_each_secret_file_belongs_to_the_user_of_the_one_service_that_reads_it(config: dict, tmp_path: Path) -> None:
+    services = config["services"]
+    secrets_dir = ROOT / "secrets"
+    readers: dict[str, str] = {}
+    am = services["alertmanager"]
+    for rel in localstack.alertmanager_secret_files():
+        readers[_host_path(am, str(PurePosixPath(am["working_dir"]) / rel)).name] = "alertmanager"
+    grafana = services["grafana"]
+    readers[_host_path(grafana, grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"]).name] = "grafana"
+    assert set(readers) == set(stack.SECRET_FILES)
+    for name, s in services.items():  # nobody else mounts the secrets
+        if name not in ("secrets", "alertmanager", "grafana"):
+            assert all(Path(src) != secrets_dir for src, _, _ in _mounts(s)), name
+
+    args = build_parser().parse_args(services["secrets"]["command"])
+    owners = dict(stack.parse_owner(spec) for spec in args.owner)
+    assert owners == {name: _uid(services[reader]) for name, reader in readers.items()}
+
+    # what the service does with them (it runs as root; as another user, give the files to that user)
+    d = tmp_path / "secrets"
+    d.mkdir(mode=0o700)
+    d.chmod(0o700)
+    (d / "slack_api_url").write_text("https://hooks.slack.example/real\n")  # the user's own file
+    (d / "slack_api_url").chmod(0o644)
+    as_root = os.geteuid() == 0
+    wanted = owners if as_root else {name: os.getuid() for name in owners}
+    created = stack.init_secrets(d, owners=wanted)
+    assert sorted(p.name for p in created) == ["grafana_admin_password", "pagerduty_routing_key"]
+    assert (d / "slack_api_url").read_text() == "https://hooks.slack.example/real\n"  # content kept
+    for name, uid in wanted.items():
+        st = (d / name).stat()
+        assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o440, uid, d.stat().st_gid), name
+    assert d.stat().st_mode & 0o777 == 0o701  # containers may enter, not list

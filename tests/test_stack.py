@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from llm_exporter import localstack, stack
+from llm_exporter.cli import main
 from llm_exporter.capture import DEFAULT_PORT as CAPTURE_PORT
 from llm_exporter.capture import PAGERDUTY_PATH, SLACK_PATH
 from fast_rules import render_fast_rules
@@ -42,11 +43,26 @@ def test_init_secrets_creates_missing_files_only(tmp_path: Path, monkeypatch) ->
     assert all((d / n).stat().st_mode & 0o777 == 0o600 for n in ("grafana_admin_password", "pagerduty_routing_key"))
     assert stack.init_secrets(d) == []
     monkeypatch.delenv("GRAFANA_ADMIN_PASSWORD")
-    other = stack.init_secrets(tmp_path / "c" / "secrets", world_readable=True, capture_url="http://capture:1")
+    other = stack.init_secrets(tmp_path / "c" / "secrets", capture_url="http://capture:1",
+                               owners={"grafana_admin_password": (os.getuid(), os.getgid())})
     by_name = {p.name: p for p in other}
     assert by_name["slack_api_url"].read_text() == "http://capture:1/slack\n"
-    assert by_name["grafana_admin_password"].stat().st_mode & 0o777 == 0o644
+    assert by_name["slack_api_url"].stat().st_mode & 0o777 == 0o600
+    assert by_name["grafana_admin_password"].stat().st_mode & 0o777 == 0o440  # never world-readable
     assert len(by_name["grafana_admin_password"].read_text().strip()) >= 20  # random
+
+
+def test_init_secrets_owner_specs(tmp_path: Path, capsys) -> None:
+    assert stack.parse_owner("slack_api_url=65534") == ("slack_api_url", 65534)
+    assert stack.parse_owner("grafana_admin_password=472:0") == ("grafana_admin_password", (472, 0))
+    for bad in ("slack_api_url", "slack_api_url=nobody", "slack_api_url=1:x", "=1:"):
+        with pytest.raises(ValueError, match="expected NAME=UID or NAME=UID:GID"):
+            stack.parse_owner(bad)
+    with pytest.raises(ValueError, match="owners: 'typo' is not a secret file"):
+        stack.init_secrets(tmp_path / "secrets", owners={"typo": 0})
+    assert not (tmp_path / "secrets").exists()  # checked before anything is written
+    assert main(["init-secrets", str(tmp_path / "secrets"), "--owner", "slack_api_url=me"]) == 2
+    assert "init-secrets: --owner 'slack_api_url=me': expected NAME=UID" in capsys.readouterr().err
 
 
 def test_pick_port_moves_past_a_busy_port() -> None:

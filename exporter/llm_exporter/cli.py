@@ -84,7 +84,12 @@ def _cmd_capture(args: argparse.Namespace) -> int:
 def _cmd_init_secrets(args: argparse.Namespace) -> int:
     from . import stack
 
-    created = stack.init_secrets(args.directory, capture_url=args.capture_url, world_readable=args.world_readable)
+    try:
+        owners = dict(stack.parse_owner(spec) for spec in args.owner)
+        created = stack.init_secrets(args.directory, capture_url=args.capture_url, owners=owners)
+    except ValueError as e:
+        print(f"init-secrets: {e}", file=sys.stderr)
+        return 2
     for path in created:
         print(f"created {path}")
         if path.name == "grafana_admin_password":
@@ -149,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", nargs="?", default="secrets", help="default ./secrets")
     p.add_argument("--capture-url", default=f"http://127.0.0.1:{CAPTURE_PORT}",
                    help="base URL of the capture receiver the demo receivers point at")
-    p.add_argument("--world-readable", action="store_true", help="mode 0644 instead of 0600 (containers)")
+    p.add_argument("--owner", action="append", default=[], metavar="NAME=UID[:GID]",
+                   help="give secret file NAME (new or existing) to the container user UID, group GID or the "
+                        "directory's, mode 0440 (docker-compose; needs root); repeatable")
     p.set_defaults(func=_cmd_init_secrets)
     return parser
 

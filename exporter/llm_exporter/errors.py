@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from typing import Any
 
 from . import normalise
+from .locks import new_rlock
 
 logger = logging.getLogger("llm_exporter")
 
@@ -166,7 +166,7 @@ def _classify(error: BaseException | str | None) -> str:
 
 LOG_INTERVAL_S = 60.0
 _last_logged: dict[str, float] = {}
-_log_lock = threading.RLock()  # reentrant: a finalizer may log while this thread logs
+_log_lock = new_rlock()  # reentrant: a finalizer may log while this thread logs
 
 
 def log_failure(key: str, message: str, *args: Any, exc_info: bool = True) -> None:

@@ -10,10 +10,10 @@ bounded and simply cleared when full.
 
 from __future__ import annotations
 
-import threading
 from typing import Callable
 
 from . import contract, normalise
+from .locks import new_lock
 
 _OVERFLOW = contract.OVERFLOW_VALUE
 
@@ -49,7 +49,7 @@ class LabelGuard:
         self.limits = merged
         self._budgets = {label: _Budget(label, limit) for label, limit in merged.items()}
         self._on_overflow = on_overflow
-        self._lock = threading.Lock()
+        self._lock = new_lock()
 
     def resolve(self, label: str, value: object) -> str:
         """The label value to record for ``value`` (sanitised, or the overflow value)."""

@@ -19,15 +19,16 @@ prometheus-client objects in both modes (``Metrics.families``).
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 
-from . import __version__, contract, normalise, pricing, store
+from . import __version__, contract, locks, normalise, pricing, store
+from .errors import logger
 from .labels import LabelGuard
+from .locks import client_update
 from .pricing import PriceTable
 
 Key = tuple[str, str, str, str]
@@ -59,13 +60,32 @@ class Settings:
     exemplars: bool = True
 
 
+class _ClientInFlight:
+    """``llm_in_flight_requests`` of one (provider, model, feature) in multi-process mode: a
+    prometheus-client child, updated inside ``locks.client_update``."""
+
+    __slots__ = ("_child",)
+
+    def __init__(self, child: Any) -> None:
+        self._child = child
+
+    def inc(self) -> None:
+        with client_update:
+            self._child.inc()
+
+    def dec(self) -> None:
+        with client_update:
+            self._child.dec()
+
+
 class ClientBundle:
     """Bound prometheus-client children of one label tuple (multi-process mode)."""
 
     __slots__ = ("key", "_m", "duration", "cost", "retries", "in_flight", "_ttft", "_tpot", "_refusals", "_savings",
                  "_requests", "_errors", "_tokens", "_per_request", "_unpriced", "_token_children", "_size_children")
 
-    def __init__(self, m: Metrics, key: Key) -> None:
+    def __init__(self, m: Metrics, key: Key, unpriced_model: bool) -> None:
+        """Called inside ``locks.client_update`` (prometheus-client objects are made)."""
         f = m.families
         self.key = key
         self._m = m
@@ -74,7 +94,7 @@ class ClientBundle:
         self.duration = f["llm_request_duration_seconds"].labels(*key)
         self.cost = f["llm_cost_usd_total"].labels(*key)
         self.retries = f["llm_retries_total"].labels(*key)
-        self.in_flight = f["llm_in_flight_requests"].labels(*key[:3])
+        self.in_flight = _ClientInFlight(f["llm_in_flight_requests"].labels(*key[:3]))
         self._ttft: Any = None
         self._tpot: Any = None
         self._refusals: Any = None
@@ -86,7 +106,7 @@ class ClientBundle:
         self._unpriced: Any = None
         self._token_children: tuple[Any, ...] | None = None
         self._size_children: tuple[Any, Any] | None = None
-        if m.pricing.lookup(key[1]) is None:
+        if unpriced_model:
             self.unpriced()  # unpriced request model: expose the 0 so increase() works
         for reason in contract.EAGER_FINISH_REASONS:  # at 0, so rate() sees their first increment
             self.requests(reason)
@@ -97,6 +117,13 @@ class ClientBundle:
               tpot: float | None, parts: Any, cost: float | None, savings: float | None, unpriced: bool,
               retries: int, refused: bool, ex: dict[str, str] | None) -> None:
         """Every update of one finished call (see ``recorder.record``)."""
+        with client_update:
+            self._apply(finish_reason, error_type, duration, ttft, tpot, parts, cost, savings, unpriced, retries,
+                        refused, ex)
+
+    def _apply(self, finish_reason: str, error_type: str | None, duration: float, ttft: float | None,
+               tpot: float | None, parts: Any, cost: float | None, savings: float | None, unpriced: bool,
+               retries: int, refused: bool, ex: dict[str, str] | None) -> None:
         self.requests(finish_reason).inc()
         if error_type is not None:
             self.errors(error_type).inc()
@@ -179,7 +206,8 @@ class ClientBundle:
         return self._tpot
 
     def mark_refusals(self) -> None:
-        self.refusals()
+        with client_update:
+            self.refusals()
 
     def refusals(self) -> Any:
         if self._refusals is None:
@@ -233,14 +261,15 @@ class Metrics:
         except Exception:
             self.unregister()
             raise
-        self._lock = threading.Lock()
+        self._lock = locks.new_lock()
         self._bundles: dict[Key, Any] = {}
         self._fast: dict[Any, Bundle] = {}
         self._overflow: dict[str, Any] = {}
         #: (provider, model) -> recorder.RateLimits
         self.ratelimits: dict[tuple[str, str], Any] = {}
         self.guard = LabelGuard(settings.label_limits, on_overflow=self._count_overflow)
-        self.families["llm_exporter_info"].labels(__version__, pricing.version).set(1)
+        with client_update:
+            self.families["llm_exporter_info"].labels(__version__, pricing.version).set(1)
 
     def bundle(self, key: Key) -> Bundle:
         b = self._bundles.get(key)
@@ -253,7 +282,9 @@ class Metrics:
                         if self.pricing.lookup(key[1]) is None:
                             b.mark_unpriced()  # unpriced request model: expose the 0 so increase() works
                     else:
-                        b = ClientBundle(self, key)
+                        unpriced = self.pricing.lookup(key[1]) is None
+                        with client_update:
+                            b = ClientBundle(self, key, unpriced)
                     if self.settings.refusal_detector is not None:
                         b.mark_refusals()
                     self._bundles[key] = b
@@ -262,8 +293,10 @@ class Metrics:
     def _count_overflow(self, label: str) -> None:
         child = self._overflow.get(label)
         if child is None:
-            child = self._overflow[label] = self.families["llm_label_overflow_total"].labels(label)
-        child.inc()
+            with client_update:
+                child = self._overflow[label] = self.families["llm_label_overflow_total"].labels(label)
+        with client_update:
+            child.inc()
 
     def resolve(self, provider: object, model: object, feature: object, operation: str) -> Key:
         g = self.guard.resolve
@@ -314,7 +347,7 @@ class Metrics:
 # --- the active instance ----------------------------------------------------------
 
 _active: Metrics | None = None
-_active_lock = threading.RLock()
+_active_lock = locks.new_rlock()
 
 
 def current() -> Metrics:
@@ -323,10 +356,38 @@ def current() -> Metrics:
     if m is None:
         with _active_lock:
             if _active is None:
-                activate(Settings(registry=prometheus_client.REGISTRY, pricing_path=pricing.user_path_from_env()))
+                _activate_default()  # falls back (logged once) rather than failing every call
             m = _active
     assert m is not None
     return m
+
+
+def _activate_default() -> None:
+    """The first configuration when the app never called ``configure`` (``current()``).
+
+    Never fails per call: a bad ``LLM_EXPORTER_PRICING`` file is logged once (error) and the
+    bundled table is used instead; if the default registry refuses our families (names taken),
+    they go to a private registry, which ``/metrics`` from ``start_http_server``/``make_*_app``
+    still serves. Either way every call is recorded and nothing is parsed again per call.
+    An explicit ``configure(...)`` still raises.
+    """
+    s = Settings(registry=prometheus_client.REGISTRY, pricing_path=pricing.user_path_from_env())
+    while True:
+        try:
+            activate(s)
+            return
+        except pricing.PricingError as e:
+            if s.pricing_path is None:
+                raise  # the bundled table itself: a broken installation
+            logger.error("llm_exporter: %s (from $%s); using the bundled price table only. Fix the file, "
+                         "or call configure(pricing=...)", e, pricing.ENV_VAR)
+            s.pricing_path = None
+        except ValueError as e:
+            if s.registry is not prometheus_client.REGISTRY:
+                raise
+            logger.error("llm_exporter: the default registry refused the llm_* metrics (%s); recording into a "
+                         "private registry, served by llm_exporter's /metrics helpers only", e)
+            s.registry = CollectorRegistry()
 
 
 def activate(s: Settings) -> Metrics:

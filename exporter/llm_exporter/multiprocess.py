@@ -23,7 +23,6 @@ import json
 import mmap
 import os
 import struct
-import threading
 import weakref
 from typing import Any
 
@@ -34,6 +33,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
+from . import locks
 from .store import escape_label_value, fmt, rendered_already
 
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
@@ -53,7 +53,7 @@ def mark_process_dead(pid: int, path: str | None = None) -> None:
 
 
 _registries: dict[str, CollectorRegistry] = {}
-_registries_lock = threading.Lock()
+_registries_lock = locks.new_lock()
 #: registry -> the FastMultiProcessCollector registered in it (``fast_collector``)
 _fast_by_registry: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
@@ -149,7 +149,7 @@ class FastMultiProcessCollector(Collector):
         if not path or not os.path.isdir(path):
             raise ValueError(f"{ENV_VAR} is not set or not a directory")
         self._path = path
-        self._lock = threading.Lock()
+        self._lock = locks.new_lock()
         self._reset()
         if registry is not None:
             self.register_in(registry)

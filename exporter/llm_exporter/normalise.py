@@ -15,6 +15,13 @@ from . import contract
 MAX_LABEL_LENGTH = 64
 UNKNOWN = "unknown"
 
+#: Per-call bounds. A value beyond them is a caller bug (a wrong unit, garbage) and could push a
+#: counter or a histogram sum to +Inf for the life of the process (or raise half-way through an
+#: update): ``record_call`` rejects it with ``ValueError``, ``recorder.record`` never applies it.
+MAX_TOKENS = 10**15  # per token count (exact as a float; a million billion)
+MAX_SECONDS = 1e9  # durations and time to first token (about 31.7 years)
+MAX_COST_USD = 1e9  # cost_usd given, or computed from the price table
+
 # --- free-form label values ------------------------------------------------------
 
 
@@ -213,35 +220,62 @@ def split_tokens(additive: bool, inp: int, out: int, cr: int, cw: int, rs: int, 
 _make_parts = TokenParts._make
 
 
+def shown(value: object) -> str:
+    """``repr`` for error messages; a huge int is not printed (str() of one may itself fail)."""
+    if type(value) is int and value.bit_length() > 64:
+        return f"an int of {value.bit_length()} bits"
+    return f"{value!r:.80}"
+
+
 def check_count(name: str, value: object) -> int:
-    """Validate a token count argument (programmer errors raise)."""
+    """Validate a token count argument: a whole number in [0, MAX_TOKENS] (programmer errors raise)."""
     if type(value) is int:
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
+        if value > MAX_TOKENS:
+            raise ValueError(f"{name} must be <= {MAX_TOKENS}, got {shown(value)}")
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r:.80}")
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             raise ValueError(f"{name} must be a finite number, got {value}")
         if value != int(value):
             raise ValueError(f"{name} must be a whole number, got {value}")
-    value = int(value)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0, got {number}")
+    if number > MAX_TOKENS:
+        raise ValueError(f"{name} must be <= {MAX_TOKENS}, got {shown(value)}")
+    return number
 
 
 def check_seconds(name: str, value: object, *, optional: bool = False) -> float | None:
-    """Validate a duration argument: a finite number >= 0."""
+    """Validate a duration argument: a number of seconds in [0, MAX_SECONDS]."""
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}: {value!r}")
-    value = float(value)
-    if math.isnan(value) or math.isinf(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-    return value
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}: {value!r:.80}")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond the float range
+        seconds = math.inf
+    if not 0.0 <= seconds <= MAX_SECONDS:  # NaN fails too
+        raise ValueError(f"{name} must be a finite number >= 0 and <= {MAX_SECONDS:g}, got {shown(value)}")
+    return seconds
+
+
+def check_cost(name: str, value: object) -> float:
+    """Validate a cost in USD: a number in [0, MAX_COST_USD]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
+    try:
+        cost = float(value)
+    except OverflowError:
+        cost = math.inf
+    if not 0.0 <= cost <= MAX_COST_USD:
+        raise ValueError(f"{name} must be a finite number >= 0 and <= {MAX_COST_USD:g}, got {shown(value)}")
+    return cost
 
 
 def soft_count(value: object) -> int | None:

@@ -13,13 +13,14 @@ import datetime
 import math
 import os
 import re
-import threading
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .locks import new_lock
 from .normalise import TokenParts
 
 BUNDLED_PATH = Path(__file__).with_name("pricing.yaml")
@@ -28,6 +29,8 @@ ENV_VAR = "LLM_EXPORTER_PRICING"
 _TOP_KEYS = {"version", "as_of", "currency", "unit", "models", "aliases"}
 _PRICE_KEYS = {"input", "output", "cache_read", "cache_write"}
 _REQUIRED_PRICE_KEYS = ("input", "output")
+#: A price file is a few KB; refuse to read more (``/dev/zero`` must not fill the memory).
+MAX_FILE_BYTES = 16 * 1024 * 1024
 _SUFFIXES = (
     re.compile(r"-\d{4}-\d{2}-\d{2}$"),  # gpt-4o-2024-08-06
     re.compile(r"-\d{8}$"),  # claude-sonnet-4-5-20250929
@@ -71,7 +74,7 @@ class PriceTable:
         self.version = version
         self.as_of = as_of
         self._cache: dict[str, Price | None] = {}
-        self._lock = threading.Lock()
+        self._lock = new_lock()
 
     def lookup(self, model: str | None) -> Price | None:
         if not model:
@@ -116,10 +119,14 @@ def _problem(path: str, key: str, problem: str) -> PricingError:
 
 def _number(path: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _problem(path, key, f"must be a number (USD per 1M tokens), got {value!r}")
-    if math.isnan(value) or math.isinf(value) or value < 0:
-        raise _problem(path, key, f"must be a finite number >= 0, got {value!r}")
-    return float(value)
+        raise _problem(path, key, f"must be a number (USD per 1M tokens), got {value!r:.80}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range
+        number = math.inf
+    if not math.isfinite(number) or number < 0:
+        raise _problem(path, key, f"must be a finite number >= 0, got {value!r:.80}")
+    return number
 
 
 def _parse(path: str, data: Any) -> tuple[dict[str, Price], dict[str, str], dict[str, Any]]:
@@ -175,27 +182,50 @@ def _parse(path: str, data: Any) -> tuple[dict[str, Price], dict[str, str], dict
 
 
 def _read(path: str | os.PathLike[str]) -> Any:
+    """The parsed YAML of ``path``; every way of failing is a ``PricingError`` naming the file."""
     p = str(path)
     try:
-        with open(p, encoding="utf-8") as f:
-            return yaml.safe_load(f)
+        if not stat.S_ISREG(os.stat(p).st_mode):  # a FIFO would block, a device never end
+            raise PricingError(f"pricing file {p}: <file>: not a regular file")
+        with open(p, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise PricingError(f"pricing file {p}: <file>: not found") from None
     except OSError as e:
         raise PricingError(f"pricing file {p}: <file>: cannot read ({e})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise PricingError(f"pricing file {p}: <file>: larger than {MAX_FILE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise PricingError(f"pricing file {p}: <file>: not UTF-8 text (invalid byte at offset {e.start})") from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise PricingError(f"pricing file {p}: <yaml>: invalid YAML ({e})".replace("\n", " ")) from None
+    except RecursionError:
+        raise PricingError(f"pricing file {p}: <yaml>: nested too deeply") from None
+
+
+def _load_file(path: str) -> tuple[dict[str, Price], dict[str, str], dict[str, Any]]:
+    data = _read(path)
+    try:
+        return _parse(path, data)
+    except PricingError:
+        raise
+    except Exception as e:  # a shape _parse did not foresee: still the documented error, naming the file
+        raise _problem(path, "<file>", f"unusable content ({type(e).__name__}: {e})") from None
 
 
 def load(user_path: str | os.PathLike[str] | None = None) -> PriceTable:
     """Bundled table merged with ``user_path`` (if given). Raises ``PricingError``."""
     b_path = str(BUNDLED_PATH)
-    models, aliases, meta = _parse(b_path, _read(b_path))
+    models, aliases, meta = _load_file(b_path)
     version = str(meta.get("version") or "unversioned")
     as_of = str(meta.get("as_of") or "")
     if user_path is not None:
         u_path = str(user_path)
-        u_models, u_aliases, u_meta = _parse(u_path, _read(u_path))
+        u_models, u_aliases, u_meta = _load_file(u_path)
         models.update(u_models)
         aliases.update(u_aliases)
         version = f"{version}+{u_meta.get('version') or 'custom'}"

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 from . import contract, metrics
 from .context import current_feature
 from .errors import log_failure
+from .locks import client_update
 
 #: seed 000's QualityMonitor refusal patterns (case-insensitive regexes).
 DEFAULT_REFUSAL_PATTERNS: tuple[str, ...] = (
@@ -110,9 +111,10 @@ def count_hedging(m: Any, key: tuple[str, str, str, str], hedged: bool) -> None:
     (at 0, so rate() sees the first hedge and the drift rule knows the detector was on);
     +1 if the answer hedged. ``key``: the call's resolved (provider, model, feature, operation)."""
     try:
-        child = m.families["llm_hedged_responses_total"].labels(*key)
-        if hedged:
-            child.inc()
+        with client_update:
+            child = m.families["llm_hedged_responses_total"].labels(*key)
+            if hedged:
+                child.inc()
     except Exception:
         log_failure("hedging", "counting a hedged response failed")
 
@@ -157,7 +159,9 @@ def record_feedback(feature: str | None, model: str, rating: int | bool | str) -
     value = rating_value(rating)
     m = metrics.current()
     g = m.guard.resolve
-    m.families["llm_feedback_total"].labels(g("feature", current_feature(feature)), g("model", model), value).inc()
+    labels = (g("feature", current_feature(feature)), g("model", model), value)
+    with client_update:
+        m.families["llm_feedback_total"].labels(*labels).inc()
 
 
 def score_value(value: object) -> float:
@@ -184,9 +188,10 @@ def record_score(name: str, value: float, *, provider: str, model: str, feature:
     try:
         m = metrics.current()
         g = m.guard.resolve
-        m.families["llm_eval_score"].labels(
-            g("provider", provider), g("model", model), g("feature", current_feature(feature)), g("evaluator", name),
-        ).observe(v)
+        labels = (g("provider", provider), g("model", model), g("feature", current_feature(feature)),
+                  g("evaluator", name))
+        with client_update:
+            m.families["llm_eval_score"].labels(*labels).observe(v)
     except Exception:
         log_failure("record_score", "recording an evaluation score failed")
 
@@ -203,6 +208,8 @@ def record_eval_failure(name: str, reason: str) -> None:
         raise ValueError(f"reason must be one of {contract.EVAL_FAILURE_REASONS}, got {reason!r}")
     try:
         m = metrics.current()
-        m.families["llm_eval_failures_total"].labels(m.guard.resolve("evaluator", name), reason).inc()
+        evaluator = m.guard.resolve("evaluator", name)
+        with client_update:
+            m.families["llm_eval_failures_total"].labels(evaluator, reason).inc()
     except Exception:
         log_failure("record_score", "counting an evaluation failure failed")

@@ -11,8 +11,9 @@ from typing import Any
 from . import contract, gcsafe, metrics, normalise
 from .context import current_feature
 from .errors import classify_error, log_failure
+from .locks import client_update
 from .metrics import Bundle, Metrics
-from .normalise import TokenParts
+from .normalise import MAX_COST_USD, MAX_SECONDS, MAX_TOKENS, TokenParts
 
 # --- exemplars ---------------------------------------------------------------------
 
@@ -40,6 +41,7 @@ def exemplar(m: Metrics) -> dict[str, str] | None:
 
 # --- the record path -----------------------------------------------------------------
 
+
 def record(
     m: Metrics,
     b: Bundle,
@@ -54,12 +56,36 @@ def record(
     price_models: tuple[str | None, ...],
     refused: bool,
     ex: dict[str, str] | None,
+    checked: bool = False,
 ) -> None:
     """Record one finished call into bundle ``b`` (labels resolved).
 
     Everything that needs no lock (time per output token, price lookup) is worked
     out here; ``b.apply`` then makes all updates at once.
+
+    No value that could make a counter or a sum non-finite (or raise half-way through
+    ``apply``) gets there: a duration out of range drops the call; a ttft, token counts
+    or retries out of range are dropped; a computed cost that is not finite or above
+    ``MAX_COST_USD`` counts the call as unpriced (each logged). ``checked``: the caller
+    (``record_call``) already rejected such arguments with ``ValueError``.
     """
+    if not checked:
+        if not 0.0 <= duration <= MAX_SECONDS:  # NaN fails too
+            log_failure("value-range", "call duration %s out of range; the call was not recorded",
+                        normalise.shown(duration), exc_info=False)
+            return
+        if ttft is not None and not 0.0 <= ttft <= MAX_SECONDS:
+            log_failure("value-range", "time to first token %s out of range; dropped", normalise.shown(ttft),
+                        exc_info=False)
+            ttft = None
+        if parts is not None and (parts[0] > MAX_TOKENS or parts[1] > MAX_TOKENS or parts[2] > MAX_TOKENS
+                                  or parts[3] > MAX_TOKENS or parts[4] > MAX_TOKENS):
+            log_failure("value-range", "token count above %d; the call's usage was dropped", MAX_TOKENS,
+                        exc_info=False)
+            parts = None
+        if retries and not 0 <= retries <= MAX_TOKENS:
+            log_failure("value-range", "retries %s out of range; dropped", normalise.shown(retries), exc_info=False)
+            retries = 0
     tpot = None
     if ttft is not None and parts is not None:
         produced = parts[3] + parts[4]
@@ -77,8 +103,15 @@ def record(
             unpriced = True
         else:
             cost_usd = price.cost(parts)
-            if parts.cache_read:
+            if not 0.0 <= cost_usd <= MAX_COST_USD:  # absurd prices or counts: never added, NaN/+Inf included
+                log_failure("cost-range", "computed cost %s for model %s out of range; counted as unpriced",
+                            normalise.shown(cost_usd), normalise.shown(price_models), exc_info=False)
+                cost_usd = None
+                unpriced = True
+            elif parts.cache_read:
                 savings = price.cache_savings(parts)
+                if not 0.0 <= savings <= MAX_COST_USD:
+                    savings = None
     with gcsafe.section:
         b.apply(finish_reason, error_type, duration, ttft, tpot, parts, cost_usd, savings, unpriced, retries, refused,
                 ex)
@@ -154,7 +187,7 @@ def record_call(
         _label_arg("feature", feature, optional=True)
         _label_arg("operation", operation)
     # fast paths for the common, valid case; the checks below give the messages
-    if type(duration_s) is float and 0.0 <= duration_s < math.inf:
+    if type(duration_s) is float and 0.0 <= duration_s <= MAX_SECONDS:
         duration = duration_s
     else:
         duration = normalise.check_seconds("duration_s", duration_s)  # type: ignore[assignment]
@@ -165,7 +198,10 @@ def record_call(
             raise ValueError(f"time_to_first_token_s ({ttft}) exceeds duration_s ({duration})")
     counts = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
     if not (type(input_tokens) is int and type(output_tokens) is int and type(cache_read_tokens) is int
-            and type(cache_write_tokens) is int and type(reasoning_tokens) is int and min(counts) >= 0):
+            and type(cache_write_tokens) is int and type(reasoning_tokens) is int
+            and 0 <= input_tokens <= MAX_TOKENS and 0 <= output_tokens <= MAX_TOKENS
+            and 0 <= cache_read_tokens <= MAX_TOKENS and 0 <= cache_write_tokens <= MAX_TOKENS
+            and 0 <= reasoning_tokens <= MAX_TOKENS):
         counts = tuple(normalise.check_count(name, value) for name, value in zip(_COUNT_NAMES, counts))
     fr = normalise.finish_reason(finish_reason, strict=True)
     et: str | None
@@ -180,10 +216,7 @@ def record_call(
     if type(attempt) is not int or attempt < 0:
         raise ValueError(f"attempt must be an int >= 0 (0 = first attempt), got {attempt!r}")
     if cost_usd is not None:
-        if isinstance(cost_usd, bool) or not isinstance(cost_usd, (int, float)):
-            raise TypeError(f"cost_usd must be a number or None, got {type(cost_usd).__name__}")
-        if math.isnan(cost_usd) or math.isinf(cost_usd) or cost_usd < 0:
-            raise ValueError(f"cost_usd must be a finite number >= 0, got {cost_usd}")
+        cost_usd = normalise.check_cost("cost_usd", cost_usd)
     inp, out, cr, cw, rs = counts
     has_usage = inp or out or cr or cw or rs
     parts = None
@@ -196,7 +229,7 @@ def record_call(
             m, m.lookup(provider, model, current_feature(feature), operation),
             finish_reason=fr, error_type=et, duration=duration, ttft=ttft,
             parts=parts, cost_usd=cost_usd,
-            retries=1 if attempt > 0 else 0, price_models=(model,), refused=False, ex=exemplar(m),
+            retries=1 if attempt > 0 else 0, price_models=(model,), refused=False, ex=exemplar(m), checked=True,
         )
     except Exception:
         log_failure("record_call", "recording an LLM call failed; the metric update was dropped")
@@ -214,7 +247,7 @@ def _gauge_value(value: Any) -> float | None:
         return None
     try:
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond the float range
         return None
     return v if math.isfinite(v) and v >= 0 else None
 
@@ -249,12 +282,14 @@ class RateLimits:
         self.slots[i] = value
         child = self.children[i]
         if child is None:
-            child = m.families[_FAMILIES[i % 2]].labels(*self.labels, _RESOURCES[i // 2])
-            if self.lazy:
-                child.set_function(functools.partial(self.read, i))
+            with client_update:
+                child = m.families[_FAMILIES[i % 2]].labels(*self.labels, _RESOURCES[i // 2])
+                if self.lazy:
+                    child.set_function(functools.partial(self.read, i))
             self.children[i] = child
         if not self.lazy:
-            child.set(number)
+            with client_update:
+                child.set(number)
 
 
 def ratelimits(m: Metrics, provider: str, model: str) -> RateLimits:

@@ -28,7 +28,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from . import capture as _capture
 from . import demo as _demo
@@ -54,26 +54,59 @@ def secret_defaults(capture_url: str = f"http://127.0.0.1:{CAPTURE_PORT}") -> di
     }
 
 
+#: Mode of a secret file given to the user of the container that reads it (``init_secrets(owners=...)``):
+#: that user, and the secrets directory's group (yours: the local stack still reads the files).
+OWNED_MODE = 0o440
+
+
 def init_secrets(directory: str | os.PathLike[str], *, capture_url: str = f"http://127.0.0.1:{CAPTURE_PORT}",
-                 world_readable: bool = False) -> list[Path]:
+                 owners: Mapping[str, int | tuple[int, int]] | None = None) -> list[Path]:
     """Create the stack's secret files that are missing in ``directory``; returns those created.
 
-    Existing files (your real PagerDuty key or Slack webhook) are never changed. Mode 0600, or
-    0644 with ``world_readable`` (docker-compose: the containers read them as other users).
+    The content of existing files (your real PagerDuty key or Slack webhook) is never changed.
+    New files are mode 0600 (whoever runs this reads them: the local stack).
+
+    ``owners`` (docker-compose, where each file is read by one container's user):
+    ``{file name: uid or (uid, gid)}``. Those files, new or existing, get that owner, the given
+    group or else the directory's group, and mode ``OWNED_MODE`` (0440): readable by that
+    container's user and the directory's group, nobody else; the directory gets the
+    search bit for others (enter, not list) so that the container's user reaches them.
+    Changing owners needs root (CAP_CHOWN, CAP_FOWNER).
     """
     directory = Path(directory)
+    owners = dict(owners or {})
+    unknown = sorted(set(owners) - set(SECRET_FILES))
+    if unknown:
+        raise ValueError(f"owners: {unknown[0]!r} is not a secret file (one of {', '.join(SECRET_FILES)})")
     directory.mkdir(parents=True, exist_ok=True)
     created = []
     for name, value in secret_defaults(capture_url).items():
         path = directory / name
-        if path.exists():
-            continue
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644 if world_readable else 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(value + "\n")
-        os.chmod(path, 0o644 if world_readable else 0o600)  # umask must not narrow it
-        created.append(path)
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(value + "\n")
+            os.chmod(path, 0o600)  # whatever the umask
+            created.append(path)
+        owner = owners.get(name)
+        if owner is not None:
+            uid, gid = owner if isinstance(owner, tuple) else (owner, directory.stat().st_gid)
+            os.chmod(path, OWNED_MODE)  # before chown: never readable by the new owner with a wider mode
+            os.chown(path, uid, gid)
+    if owners:
+        mode = directory.stat().st_mode & 0o7777
+        if not mode & 0o001:
+            os.chmod(directory, mode | 0o001)
     return created
+
+
+def parse_owner(spec: str) -> tuple[str, int | tuple[int, int]]:
+    """``NAME=UID`` or ``NAME=UID:GID`` (``init-secrets --owner``)."""
+    name, sep, ids = spec.partition("=")
+    uid, colon, gid = ids.partition(":")
+    if not sep or not uid.isdigit() or (colon and not gid.isdigit()):
+        raise ValueError(f"--owner {spec!r}: expected NAME=UID or NAME=UID:GID with numeric ids")
+    return name, (int(uid), int(gid)) if colon else int(uid)
 
 
 # --- ports ------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from . import contract, gcsafe
+from .locks import new_lock
 
 Key = tuple[str, str, str, str]
 INF = float("inf")
@@ -115,7 +116,7 @@ class Group:
     __slots__ = ("lock", "key", "bundles", "in_flight", "unpriced")
 
     def __init__(self, key: tuple[str, str]) -> None:
-        self.lock = threading.Lock()
+        self.lock = new_lock()
         self.key = key
         self.bundles: list[StoreBundle] = []
         self.in_flight: dict[str, Cell] = {}
@@ -255,7 +256,7 @@ class Store:
         self.ub_ttft = ub("llm_time_to_first_token_seconds")
         self.ub_tpot = ub("llm_time_per_output_token_seconds")
         self.ub_size = ub("llm_tokens_per_request")
-        self._lock = threading.Lock()
+        self._lock = new_lock()
         self.groups: dict[tuple[str, str], Group] = {}
         self.bundles: dict[Key, StoreBundle] = {}
 
