@@ -385,3 +385,11 @@ def test_inlined_templates_render_as_the_template_files(tmp_path):
             rendered.append(want)
     assert "[FIRING:1] LLMHighErrorRate openai/gpt-4o (search) (critical)" in rendered
     assert "[FIRING:1] LLMExporterDown job llm-app (critical)" in rendered
+
+
+def test_every_object_fits_kubectl_apply():
+    """Client-side `kubectl apply` keeps each object as JSON in its last-applied annotation,
+    and the API server refuses annotations over 256 KiB in all."""
+    for path, obj in objects().items():
+        size = len(json.dumps(obj, separators=(",", ":")).encode())
+        assert size < 256 * 1024 - 4096, (path, size)
