@@ -4,12 +4,47 @@
 // with my.libsonnet = { _config+:: { dailyBudgetUSD: 250, latency+: { warningSeconds: 8 } } }
 {
   _config+:: {
-    // Selects the app(s) exporting llm_* metrics; goes between {} in queries.
-    llmSelector: 'job="llm-app"',
+    // The scrape job of the app(s) exporting llm_* metrics. The Kubernetes
+    // ServiceMonitor/PodMonitor set this job label; prometheus/prometheus.yml names its job the same.
+    jobName: 'llm-app',
+    // Selects those apps; goes between {} in queries.
+    llmSelector: 'job="%s"' % self.jobName,
     // Labels that recording rules keep (the exporter's common labels).
     llmAggregationLabels: 'provider, model, feature',
     // Metric names, label sets and buckets, generated from llm_exporter.contract.
     contract: import 'lib/contract.json',
+
+    // --- Kubernetes (kubernetes/, applied with `kubectl apply -k kubernetes/`) ---
+    kubernetes: {
+      // Every object goes in this namespace; the AlertmanagerConfig routes only alerts
+      // carrying it as their `namespace` label (the operator's default matcher strategy).
+      namespace: 'monitoring',
+      // Object names (PrometheusRule, ServiceMonitor, PodMonitor, AlertmanagerConfig;
+      // the dashboard ConfigMaps are this name plus the dashboard file's).
+      name: 'llm-exporter',
+      // Labels on every object. The Prometheus and Alertmanager resources pick rules,
+      // monitors and AlertmanagerConfigs by label: kube-prometheus-stack selects
+      // `release: <its Helm release name>` by default, kube-prometheus selects all.
+      labels: { 'app.kubernetes.io/part-of': 'llm-exporter', release: 'kube-prometheus-stack' },
+      // The app to scrape: its Services (ServiceMonitor) or Pods (PodMonitor) carry
+      // these labels, in these namespaces ([] = any namespace), and name the port serving `path`.
+      app: {
+        matchLabels: { 'app.kubernetes.io/name': 'llm-app' },
+        namespaces: [],
+        port: 'metrics',
+        path: '/metrics',
+      },
+      // Grafana's dashboard sidecar loads ConfigMaps with this label (its default);
+      // the folder annotation is read when the sidecar sets folderAnnotation to it.
+      dashboardLabels: { grafana_dashboard: '1' },
+      dashboardAnnotations: { grafana_folder: 'LLM' },
+      // The Secret (created by you, never committed) the AlertmanagerConfig reads its keys from.
+      alertmanagerSecret: {
+        name: 'llm-alertmanager',
+        pagerdutyRoutingKey: 'pagerduty-routing-key',
+        slackApiURL: 'slack-api-url',
+      },
+    },
 
     // --- links carried by every alert -------------------------------------
     grafanaURL: 'http://localhost:3000',

@@ -87,7 +87,7 @@ def test_exporter_down_inhibits_the_other_llm_alerts(tmp_path):
         with localstack.Alertmanager(localstack.ALERTMANAGER_CONFIG, workdir=tmp_path) as am:
             path = dict(provider="openai", model="gpt-4o", feature="search")
             alerts = [
-                _alert(alertname="LLMExporterDown", severity="critical", job="llm-app", instance="app:8000"),
+                _alert(alertname="LLMExporterDown", severity="critical", job="llm-app"),  # once per job
                 _alert(alertname="LLMHighErrorRate", severity="critical", long="1h", short="5m", **path),
                 _alert(alertname="LLMHighLatency", severity="warning", **path),
             ]
@@ -109,7 +109,7 @@ def test_exporter_down_inhibits_the_other_llm_alerts(tmp_path):
             page = cap.wait_for(PAGERDUTY_PATH, timeout=30)[0].body
             assert page["routing_key"] == "key-live"
             assert page["payload"]["class"] == "LLMExporterDown"
-            assert page["payload"]["summary"] == "[FIRING] LLMExporterDown job llm-app app:8000: LLMExporterDown summary."
+            assert page["payload"]["summary"] == "[FIRING] LLMExporterDown job llm-app: LLMExporterDown summary."
             time.sleep(2)
             assert [r.body["payload"]["class"] for r in cap.received(PAGERDUTY_PATH)] == ["LLMExporterDown"]
     finally:

@@ -175,9 +175,9 @@ def test_scrape_targets_alertmanager_and_datasources_name_compose_services(confi
     services = config["services"]
     prom_yml = yaml.safe_load(localstack.PROMETHEUS_CONFIG.read_text())
     jobs = {j["job_name"] for j in prom_yml["scrape_configs"]}
-    assert "llm-app" in jobs  # _config.llmSelector is job="llm-app"
+    assert "llm-app" in jobs  # _config.llmSelector is job="<jobName>"
     mixin_cfg = (ROOT / "mixin" / "config.libsonnet").read_text()
-    assert "llmSelector: 'job=\"llm-app\"'" in mixin_cfg
+    assert "jobName: 'llm-app'" in mixin_cfg and "llmSelector: 'job=\"%s\"' % self.jobName" in mixin_cfg
 
     def targets(pattern: str) -> list[str]:
         out = []

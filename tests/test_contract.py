@@ -73,6 +73,7 @@ def test_contract_json_for_jsonnet_is_in_sync_and_cli_prints_it():
 
 
 def test_generated_files_have_not_drifted():
-    """Rules YAML, dashboards JSON and contract.json must match their sources."""
+    """Rules YAML, dashboards JSON, kubernetes/ and contract.json must match their sources
+    (tests/test_kubernetes.py checks that kubernetes/ holds only generated files)."""
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "generate.py"), "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

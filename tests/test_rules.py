@@ -220,7 +220,28 @@ def test_aggregation_labels_are_contract_labels():
     for r in recording_rules() + alert_rules():
         for labels in re.findall(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", r["expr"]):
             for label in filter(None, (x.strip() for x in labels.split(","))):
+                if label == "job":  # LLMExporterDown groups `up` by scrape job
+                    assert r.get("alert") == "LLMExporterDown", r
+                    continue
                 assert label in known, label
+
+
+def test_rules_and_alerts_aggregate_away_replicas():
+    """Every rate, increase and gauge over llm_* series is summed (or min'd) by labels
+    that never include instance/pod, so N replicas give one series and one alert; and no
+    rule reads a counter without rate()/increase() (which handle counter resets)."""
+    per_replica = {"instance", "pod", "namespace", "container", "endpoint", "service"}
+    for r in recording_rules() + alert_rules():
+        expr = r["expr"]
+        for labels in re.findall(r"\b(?:by|on)\s*\(([^)]*)\)", expr):
+            assert not per_replica & {x.strip() for x in labels.split(",")}, (r.get("record") or r.get("alert"))
+        for m in re.finditer(r"\b(llm_\w+)\{", expr):
+            before = expr[: m.start()]
+            if m.group(1).endswith(("_total", "_bucket", "_sum", "_count")):
+                assert re.search(r"\b(rate|increase)\($", before), (r.get("record") or r.get("alert"), m.group(1))
+            # Every raw llm_* selector sits inside an aggregation (sum/min by ...).
+            opened = re.findall(r"\b(sum|min|max|avg|count)( by \([^)]*\))?\s*\(", before)
+            assert opened, (r.get("record") or r.get("alert"), m.group(1))
 
 
 def test_unknown_metric_fails_the_render(tmp_path):
@@ -263,7 +284,7 @@ def test_runbook_has_a_section_per_alert():
 def test_overrides_change_thresholds_in_one_place(tmp_path):
     overrides = tmp_path / "my.libsonnet"
     overrides.write_text("""{ _config+:: {
-        llmSelector: 'job="my-app"',
+        jobName: 'my-app',
         dailyBudgetUSD: 250,
         latency+: { warningSeconds: 8 },
         errorSLO+: { target: 0.995 },

@@ -124,10 +124,12 @@ local u = import '../lib/utils.libsonnet';
             'LLMRateLimitHeadroomLow',
             'warning',
             cfg.rateLimitHeadroom['for'],
+            // Each replica exposes the headers of its own latest call (one quota, seen per
+            // pod): the lowest headroom any replica saw, once per provider/model/resource.
             |||
-              (
-                %(rem)s{%(sel)s} / %(lim)s{%(sel)s} < %(r)s
-              )
+              min by (provider, model, resource) (
+                %(rem)s{%(sel)s} / %(lim)s{%(sel)s}
+              ) < %(r)s
               and on (provider, model)
               sum by (provider, model) (llm:requests:rate5m) > 0
             ||| % { rem: u.metric('llm_ratelimit_remaining'), lim: u.metric('llm_ratelimit_limit'), sel: sel, r: u.num(cfg.rateLimitHeadroom.ratio) },
@@ -282,13 +284,16 @@ local u = import '../lib/utils.libsonnet';
             'LLMExporterDown',
             cfg.exporterDown.severity,
             cfg.exporterDown['for'],
+            // Once per job, when no replica is scraped: that is when the other alerts are
+            // blind (and Alertmanager mutes them). One replica down or restarting leaves
+            // the others' calls visible; its pod is Kubernetes' alerts' business.
             |||
-              up{%(sel)s} == 0
+              max by (job) (up{%(sel)s}) == 0
               or
               absent(up{%(sel)s})
             ||| % { sel: sel },
             'LLM metrics target is down or missing.',
-            'Prometheus has no llm-exporter metrics from job {{ $labels.job }}{{ with $labels.instance }} instance {{ . }}{{ end }} (target down or not discovered) for %s. The other LLM alerts are blind until it is back.' % cfg.exporterDown['for'],
+            'Prometheus has no llm-exporter metrics from job {{ $labels.job }}: no target is up or none is discovered, for %s. The other LLM alerts are blind until one is back.' % cfg.exporterDown['for'],
           ),
         ],
       },
