@@ -81,6 +81,11 @@ EVAL_FAILURE_REASONS: tuple[str, ...] = ("not_a_number", "out_of_range", "judge_
 EAGER_FINISH_REASONS: tuple[str, ...] = ("stop", "length", "content_filter", "error")
 EAGER_ERROR_TYPES: tuple[str, ...] = ("rate_limit", "content_filter")
 
+#: Default cap on the number of (provider, model, feature, operation) label sets: past it a new
+#: label set folds its feature into ``OVERFLOW_VALUE`` (``llm_label_overflow_total{label="label_sets"}``).
+#: ``configure(label_limits={"label_sets": N})``. About 19 series each (docs/exporter.md).
+MAX_LABEL_SETS = 2000
+
 #: Value a label takes once its distinct-value budget is spent.
 OVERFLOW_VALUE = "__overflow__"
 #: Feature label when none is given explicitly or by ``feature(...)``.
@@ -127,6 +132,9 @@ class MetricSpec:
     buckets: tuple[float, ...] | None = None
     #: prometheus-client multiprocess mode (gauges only)
     multiprocess_mode: str | None = None
+    #: labels the family gets only with ``configure(feature_histograms=True)`` (the series budget:
+    #: histograms are per provider/model/operation by default, docs/exporter.md)
+    detail_labels: tuple[str, ...] = ()
     #: names of the samples this family exposes (derived)
     samples: tuple[str, ...] = field(default=())
 
@@ -146,6 +154,11 @@ class MetricSpec:
 
 
 _C = COMMON_LABELS
+#: Histograms' labels by default: the common labels without ``feature`` (``feature`` is a detail
+#: label, on with ``configure(feature_histograms=True)``). A histogram costs 19 series per label
+#: set, 5 of them 95; per feature they would be most of a scrape (docs/exporter.md, "Series budget").
+_H = ("provider", "model", "operation")
+_DETAIL = ("feature",)
 
 METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
@@ -156,17 +169,17 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "llm_request_duration_seconds", "histogram",
         "Wall time of an LLM call; for streams, until the stream ends.",
-        _C, LATENCY_BUCKETS,
+        _H, LATENCY_BUCKETS, detail_labels=_DETAIL,
     ),
     MetricSpec(
         "llm_time_to_first_token_seconds", "histogram",
         "Streams only: time from the call's start to the first content, tool or reasoning delta.",
-        _C, LATENCY_BUCKETS,
+        _H, LATENCY_BUCKETS, detail_labels=_DETAIL,
     ),
     MetricSpec(
         "llm_time_per_output_token_seconds", "histogram",
         "Streams only: (duration - time to first token) / (output tokens - 1).",
-        _C, TIME_PER_TOKEN_BUCKETS,
+        _H, TIME_PER_TOKEN_BUCKETS, detail_labels=_DETAIL,
     ),
     MetricSpec(
         "llm_tokens_total", "counter",
@@ -177,7 +190,7 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "llm_tokens_per_request", "histogram",
         "Tokens per call: input includes cached tokens, output includes reasoning tokens.",
-        _C + ("direction",), TOKEN_BUCKETS,
+        _H + ("direction",), TOKEN_BUCKETS, detail_labels=_DETAIL,
     ),
     MetricSpec(
         "llm_cost_usd_total", "counter",
