@@ -26,7 +26,12 @@ def test_issue_metric_names_and_labels_are_fixed():
     for name, (mtype, extra) in want.items():
         spec = contract.METRICS_BY_NAME[name]
         assert spec.type == mtype, name
-        assert set(spec.labels) == common | extra, name
+        assert set(spec.labels) | set(spec.detail_labels) == common | extra, name  # feature: see below
+    # the series budget: histograms carry feature only with configure(feature_histograms=True)
+    for spec in contract.METRICS:
+        if spec.type == "histogram" and spec.name != "llm_eval_score":
+            assert "feature" not in spec.labels and spec.detail_labels == ("feature",), spec.name
+            assert spec.labels_with(True)[:4] == contract.COMMON_LABELS, spec.name
     assert set(contract.METRICS_BY_NAME["llm_in_flight_requests"].labels) == {"provider", "model", "feature"}
     assert set(contract.METRICS_BY_NAME["llm_unpriced_requests_total"].labels) == {"provider", "model"}
     assert contract.METRICS_BY_NAME["llm_label_overflow_total"].labels == ("label",)

@@ -134,5 +134,5 @@ def test_served_body_in_multiprocess_mode_uses_fast_collector(tmp_path, monkeypa
     body = exposition.generate_latest()
     want = parsed(prometheus_client.generate_latest(reference(tmp_path)))
     assert parsed(body) == want
-    lab = (("feature", "f4"), ("model", "m0"), ("operation", "chat"), ("provider", "openai"))
+    lab = (("model", "m0"), ("operation", "chat"), ("provider", "openai"))
     assert any(s[0] == "llm_request_duration_seconds_count" and s[1] == lab for s in want["llm_request_duration_seconds"][2])

@@ -7,7 +7,7 @@ import pytest
 from llm_exporter import contract, feature, record_call
 from llm_exporter.quality import record_feedback
 from llm_exporter.recorder import record_ratelimit
-from llm_exporter.testing import fresh_registry
+from llm_exporter.testing import fresh_registry, sample_value
 
 
 OA = dict(provider="openai", model="gpt-4o", feature="search", operation="chat")
@@ -15,7 +15,7 @@ AN = dict(provider="anthropic", model="claude-sonnet-4-5", feature="search", ope
 
 
 def v(reg, name, **labels):
-    return reg.get_sample_value(name, labels)
+    return sample_value(reg, name, labels)
 
 
 def tokens(reg, labels):

@@ -25,7 +25,7 @@ except ImportError:
 import llm_exporter
 from llm_exporter import feature, track
 from llm_exporter.quality import RefusalDetector, text_scan_enabled
-from llm_exporter.testing import fresh_registry
+from llm_exporter.testing import fresh_registry, sample_value
 from llm_exporter.tracking import start_call
 
 
@@ -38,7 +38,7 @@ class FakeClock:
 
 
 def v(reg, name, **labels):
-    return reg.get_sample_value(name, labels)
+    return sample_value(reg, name, labels)
 
 
 OA = dict(provider="openai", model="gpt-4o-mini", feature="unknown", operation="chat")
@@ -273,7 +273,7 @@ def test_fail_open_when_the_metrics_backend_breaks(reg, caplog):
     call = start_call("openai", "gpt-4o-mini")
     bundle = call._b
     bundle._requests["stop"] = _Exploding()  # a child that raises on .inc()
-    bundle.duration = _Exploding()
+    bundle.hists.duration = _Exploding()
     with caplog.at_level(logging.WARNING, logger="llm_exporter"):
         with track(provider="openai", model="gpt-4o-mini") as c2:
             c2.record_response(object())  # not a response: ignored

@@ -104,11 +104,11 @@ def test_normal_traffic_covers_features_models_streams_cache_reasoning(registry)
     }
     assert sum(calls.values()) == 120 + calls[("openai", "text-embedding-3-small", "search", "embeddings")]
     # streams record time to first token; the non-streamed features do not
-    ttft = by(registry, "llm_time_to_first_token_seconds_count", "feature", "model")
-    assert ttft[("support_triage", "claude-haiku-4-5")] > 0
-    assert ttft[("draft_reply", "claude-sonnet-4-6")] > 0
-    assert ttft[("search", "gpt-4.1-mini")] > 0
-    assert ("order_summary", "gpt-4o-mini") not in ttft or ttft[("order_summary", "gpt-4o-mini")] == 0
+    ttft = by(registry, "llm_time_to_first_token_seconds_count", "model")  # histograms: per model
+    assert ttft[("claude-haiku-4-5",)] > 0
+    assert ttft[("claude-sonnet-4-6",)] > 0
+    assert ttft[("gpt-4.1-mini",)] > 0
+    assert ("gpt-4o-mini",) not in ttft or ttft[("gpt-4o-mini",)] == 0
     tokens = by(registry, "llm_tokens_total", "model", "token_type")
     assert tokens[("gpt-4o-mini", "cache_read")] > 0
     assert tokens[("claude-haiku-4-5", "cache_read")] > 0

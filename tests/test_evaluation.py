@@ -11,7 +11,7 @@ import pytest
 import llm_exporter
 from llm_exporter import evaluation
 from llm_exporter.fakeprovider import JUDGE_GARBAGE, Reply, RequestInfo, judge_reply, judge_score
-from llm_exporter.testing import fresh_registry
+from llm_exporter.testing import fresh_registry, sample_value
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # any pytest import mode
 from sdk_harness import MODES, MSGS, helpers, registry, server  # noqa: E402,F401
@@ -23,7 +23,7 @@ EVALUATED = dict(provider="openai", model="gpt-4.1-mini", feature="search", eval
 
 
 def v(reg, name, **labels):
-    return reg.get_sample_value(name, labels)
+    return sample_value(reg, name, labels)
 
 
 # --- parsing the judge's answer ---------------------------------------------------------------

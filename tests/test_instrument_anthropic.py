@@ -16,7 +16,7 @@ from anthropic import Anthropic
 
 import llm_exporter
 from llm_exporter.fakeprovider import Reply, ToolCall, anthropic_ratelimit_headers
-from llm_exporter.testing import fresh_registry
+from llm_exporter.testing import fresh_registry, sample_value
 from sdk_harness import MODES, MSGS, helpers
 
 MODEL = "claude-sonnet-4-6"
@@ -47,10 +47,10 @@ def test_messages_create_cache_split_cost_and_result_untouched(mode, server, reg
     assert_one(registry, MODEL, "stop")
     assert tokens(registry, MODEL) == SPLIT
     lab = L(MODEL)
-    assert registry.get_sample_value("llm_tokens_per_request_sum", dict(lab, direction="input")) == 20
-    assert registry.get_sample_value("llm_tokens_per_request_sum", dict(lab, direction="output")) == 10
+    assert sample_value(registry, "llm_tokens_per_request_sum", dict(lab, direction="input")) == 20
+    assert sample_value(registry, "llm_tokens_per_request_sum", dict(lab, direction="output")) == 10
     assert registry.get_sample_value("llm_cost_usd_total", lab) == pytest.approx(COST)
-    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", lab) is None
+    assert sample_value(registry, "llm_time_to_first_token_seconds_count", lab) is None
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -82,8 +82,8 @@ def test_messages_create_stream_true(mode, server, registry):
     assert_one(registry, MODEL, "length")
     assert tokens(registry, MODEL) == SPLIT
     lab = L(MODEL)
-    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", lab) == 1
-    assert registry.get_sample_value("llm_time_per_output_token_seconds_count", lab) == 1
+    assert sample_value(registry, "llm_time_to_first_token_seconds_count", lab) == 1
+    assert sample_value(registry, "llm_time_per_output_token_seconds_count", lab) == 1
     assert registry.get_sample_value("llm_cost_usd_total", lab) == pytest.approx(COST)
 
 
@@ -103,8 +103,8 @@ def test_recorded_when_the_call_returns_and_when_the_stream_ends(mode, server, r
         assert in_flight(registry, MODEL) == 0
 
     run(mode, server, body)
-    assert registry.get_sample_value("llm_request_duration_seconds_count", lab) == 2
-    assert registry.get_sample_value("llm_request_duration_seconds_bucket", dict(lab, le="0.5")) == 2
+    assert sample_value(registry, "llm_request_duration_seconds_count", lab) == 2
+    assert sample_value(registry, "llm_request_duration_seconds_bucket", dict(lab, le="0.5")) == 2
     assert tokens(registry, MODEL) == {k: 2 * n for k, n in SPLIT.items()}
 
 
@@ -119,9 +119,9 @@ def test_ttft_is_first_delta_not_message_start(mode, server, registry):
 
     run(mode, server, body)
     lab = L(MODEL)
-    assert registry.get_sample_value("llm_time_to_first_token_seconds_bucket", dict(lab, le="0.25")) == 0
-    assert registry.get_sample_value("llm_time_to_first_token_seconds_bucket", dict(lab, le="0.5")) == 1
-    assert registry.get_sample_value("llm_request_duration_seconds_bucket", dict(lab, le="0.5")) == 0
+    assert sample_value(registry, "llm_time_to_first_token_seconds_bucket", dict(lab, le="0.25")) == 0
+    assert sample_value(registry, "llm_time_to_first_token_seconds_bucket", dict(lab, le="0.5")) == 1
+    assert sample_value(registry, "llm_request_duration_seconds_bucket", dict(lab, le="0.5")) == 0
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -137,7 +137,7 @@ def test_messages_stream_manager_tool_use(mode, server, registry):
     run(mode, server, body)
     assert_one(registry, MODEL, "tool_calls")
     assert tokens(registry, MODEL) == SPLIT
-    assert registry.get_sample_value("llm_time_to_first_token_seconds_count", L(MODEL)) == 1
+    assert sample_value(registry, "llm_time_to_first_token_seconds_count", L(MODEL)) == 1
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -19,7 +19,7 @@ from llm_exporter.quality import (
     record_score,
     text_scan_enabled,
 )
-from llm_exporter.testing import fresh_registry
+from llm_exporter.testing import fresh_registry, sample_value
 from llm_exporter.tracking import start_call
 
 OA = dict(provider="openai", model="gpt-4o-mini", feature="unknown", operation="chat")
@@ -27,7 +27,7 @@ AN = dict(provider="anthropic", model="claude-haiku-4-5", feature="unknown", ope
 
 
 def v(reg, name, **labels):
-    return reg.get_sample_value(name, labels)
+    return sample_value(reg, name, labels)
 
 
 def chat_completion(text: str) -> ChatCompletion:

@@ -46,6 +46,7 @@ def configure(
     refusal_detector: Any = _UNSET,
     hedging_detector: Any = _UNSET,
     exemplars: bool = _UNSET,
+    feature_histograms: bool = _UNSET,
 ) -> CollectorRegistry:
     """Configure the exporter; returns the registry in use.
 
@@ -55,7 +56,9 @@ def configure(
         (default: env ``LLM_EXPORTER_PRICING``); ``None`` means bundled only.
         A bad file raises ``llm_exporter.pricing.PricingError`` naming the file, key and problem.
     label_limits: distinct-value budgets per label, e.g. ``{"feature": 500}``
-        (defaults: provider 20, model 100, feature 200).
+        (defaults: provider 20, model 100, feature 200, evaluator 20), and ``"label_sets"``: the
+        cap on (provider, model, feature, operation) label sets (default 2000; past it a new
+        label set's feature folds into ``__overflow__``).
     buckets: histogram bucket overrides by metric name.
     created_series: expose ``*_created`` series. Off by default; this switch is
         process-global in prometheus-client (it affects every metric).
@@ -65,6 +68,8 @@ def configure(
         phrases) or ``None``/``False`` (off, the default).
     exemplars: attach OpenTelemetry ``trace_id`` exemplars to histogram
         observations when a span is active (default on; never in multiprocess mode).
+    feature_histograms: histograms per feature too (off: per provider, model and operation,
+        about 95 fewer series per label set; docs/exporter.md, "Series budget").
     """
     with metrics._active_lock:
         old = metrics._active
@@ -88,6 +93,8 @@ def configure(
             s.hedging_detector = _detector(hedging_detector, HedgingDetector, "hedging_detector")
         if exemplars is not _UNSET:
             s.exemplars = bool(exemplars)
+        if feature_histograms is not _UNSET:
+            s.feature_histograms = bool(feature_histograms)
         return metrics.activate(s).registry
 
 

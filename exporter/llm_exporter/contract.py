@@ -145,6 +145,13 @@ class MetricSpec:
             samples = (self.name,)
         object.__setattr__(self, "samples", samples)
 
+    def labels_with(self, detail: bool) -> tuple[str, ...]:
+        """The labels exposed: with ``detail``, the detail labels too (in the common labels' order)."""
+        if not detail or not self.detail_labels:
+            return self.labels
+        common = tuple(lb for lb in COMMON_LABELS if lb in self.labels or lb in self.detail_labels)
+        return common + tuple(lb for lb in self.labels if lb not in common)
+
     @property
     def base_name(self) -> str:
         """Name passed to prometheus-client (which appends ``_total`` to counters)."""

@@ -58,6 +58,8 @@ class Settings:
     refusal_detector: Any = None  # quality.RefusalDetector | None
     hedging_detector: Any = None  # quality.HedgingDetector | None
     exemplars: bool = True
+    #: histograms per (provider, model, feature, operation) instead of (provider, model, operation)
+    feature_histograms: bool = False
 
 
 class _ClientInFlight:
@@ -82,7 +84,8 @@ class ClientBundle:
     """Bound prometheus-client children of one label tuple (multi-process mode)."""
 
     __slots__ = ("key", "_m", "duration", "cost", "retries", "in_flight", "_ttft", "_tpot", "_refusals", "_savings",
-                 "_requests", "_errors", "_tokens", "_per_request", "_unpriced", "_token_children", "_size_children")
+                 "_requests", "_errors", "_tokens", "_per_request", "_unpriced", "_token_children", "_size_children",
+                 "_hkey")
 
     def __init__(self, m: Metrics, key: Key, unpriced_model: bool) -> None:
         """Called inside ``locks.client_update`` (prometheus-client objects are made)."""
@@ -91,7 +94,9 @@ class ClientBundle:
         self._m = m
         # Created eagerly (series at 0 from the first call on, so rate() sees the
         # first increment); stream-only histograms and rarer counters are lazy.
-        self.duration = f["llm_request_duration_seconds"].labels(*key)
+        #: the histograms' label values: without the feature unless ``feature_histograms``
+        self._hkey = key if m.settings.feature_histograms else (key[0], key[1], key[3])
+        self.duration = f["llm_request_duration_seconds"].labels(*self._hkey)
         self.cost = f["llm_cost_usd_total"].labels(*key)
         self.retries = f["llm_retries_total"].labels(*key)
         self.in_flight = _ClientInFlight(f["llm_in_flight_requests"].labels(*key[:3]))
@@ -174,7 +179,10 @@ class ClientBundle:
 
     def per_request(self, direction: str) -> Any:
         c = self._per_request.get(direction)
-        return c if c is not None else self._child(self._per_request, "llm_tokens_per_request", direction)
+        if c is None:
+            c = self._per_request[direction] = self._m.families["llm_tokens_per_request"].labels(*self._hkey,
+                                                                                                 direction)
+        return c
 
     def token_children(self) -> tuple[Any, ...]:
         """``llm_tokens_total`` children in ``contract.TOKEN_TYPES`` order."""
@@ -197,12 +205,12 @@ class ClientBundle:
 
     def ttft(self) -> Any:
         if self._ttft is None:
-            self._ttft = self._m.families["llm_time_to_first_token_seconds"].labels(*self.key)
+            self._ttft = self._m.families["llm_time_to_first_token_seconds"].labels(*self._hkey)
         return self._ttft
 
     def tpot(self) -> Any:
         if self._tpot is None:
-            self._tpot = self._m.families["llm_time_per_output_token_seconds"].labels(*self.key)
+            self._tpot = self._m.families["llm_time_per_output_token_seconds"].labels(*self._hkey)
         return self._tpot
 
     def mark_refusals(self) -> None:
@@ -220,11 +228,13 @@ class ClientBundle:
         return self._unpriced
 
 
-def _build(spec: contract.MetricSpec, registry: CollectorRegistry, buckets: tuple[float, ...] | None) -> Any:
+def _build(spec: contract.MetricSpec, registry: CollectorRegistry, buckets: tuple[float, ...] | None,
+           detail: bool) -> Any:
     if spec.type == "counter":
         return Counter(spec.base_name, spec.help, spec.labels, registry=registry)
     if spec.type == "histogram":
-        return Histogram(spec.name, spec.help, spec.labels, registry=registry, buckets=buckets or spec.buckets)
+        return Histogram(spec.name, spec.help, spec.labels_with(detail), registry=registry,
+                         buckets=buckets or spec.buckets)
     if spec.type == "gauge":
         return Gauge(spec.name, spec.help, spec.labels, registry=registry,
                      multiprocess_mode=spec.multiprocess_mode or "all")
@@ -238,6 +248,11 @@ class Metrics:
     """One set of metric families in one registry, with its guard, prices and caches."""
 
     def __init__(self, settings: Settings, pricing: PriceTable) -> None:
+        limits = dict(settings.label_limits)
+        #: the cap on (provider, model, feature, operation) label sets (``label_limits["label_sets"]``)
+        self.max_label_sets = limits.pop("label_sets", contract.MAX_LABEL_SETS)
+        if type(self.max_label_sets) is not int or self.max_label_sets < 1:
+            raise ValueError(f"label limit for 'label_sets' must be an int >= 1, got {self.max_label_sets!r}")
         self.settings = settings
         self.registry = settings.registry
         self.pricing = pricing
@@ -249,7 +264,7 @@ class Metrics:
         self.store: store.Store | None = None
         self.collector: store.StoreCollector | None = None
         if not self.multiprocess:
-            self.store = store.Store(settings.buckets)
+            self.store = store.Store(settings.buckets, settings.feature_histograms)
             self.collector = store.StoreCollector(self.store)
         try:
             for spec in contract.METRICS:
@@ -257,7 +272,8 @@ class Metrics:
                     if spec.name == store.FAMILIES[0]:  # the collector takes the first store family's place
                         self.registry.register(self.collector)
                     continue
-                self.families[spec.name] = _build(spec, self.registry, settings.buckets.get(spec.name))
+                self.families[spec.name] = _build(spec, self.registry, settings.buckets.get(spec.name),
+                                                  settings.feature_histograms)
         except Exception:
             self.unregister()
             raise
@@ -267,12 +283,17 @@ class Metrics:
         self._overflow: dict[str, Any] = {}
         #: (provider, model) -> recorder.RateLimits
         self.ratelimits: dict[tuple[str, str], Any] = {}
-        self.guard = LabelGuard(settings.label_limits, on_overflow=self._count_overflow)
+        self.guard = LabelGuard(limits, on_overflow=self._count_overflow)
         with client_update:
             self.families["llm_exporter_info"].labels(__version__, pricing.version).set(1)
 
     def bundle(self, key: Key) -> Bundle:
         b = self._bundles.get(key)
+        if b is None and key[2] != contract.OVERFLOW_VALUE and len(self._bundles) >= self.max_label_sets:
+            # the series budget: past the cap a new label set folds its feature (counted each time)
+            self._count_overflow("label_sets")
+            key = (key[0], key[1], contract.OVERFLOW_VALUE, key[3])
+            b = self._bundles.get(key)
         if b is None:
             with self._lock:
                 b = self._bundles.get(key)

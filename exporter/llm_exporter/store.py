@@ -113,7 +113,7 @@ class Group:
     """Bundles sharing (provider, model): one lock, so series keyed by fewer labels
     (in-flight by provider/model/feature, unpriced by provider/model) share it too."""
 
-    __slots__ = ("lock", "key", "bundles", "in_flight", "unpriced")
+    __slots__ = ("lock", "key", "bundles", "in_flight", "unpriced", "hists")
 
     def __init__(self, key: tuple[str, str]) -> None:
         self.lock = new_lock()
@@ -121,13 +121,63 @@ class Group:
         self.bundles: list[StoreBundle] = []
         self.in_flight: dict[str, Cell] = {}
         self.unpriced: Cell | None = None
+        #: histogram key -> its histograms (insertion order: creation order)
+        self.hists: dict[tuple[str, ...], Hists] = {}
+
+
+class Hists:
+    """The histograms of one histogram key: (provider, model, operation), or the full label set
+    with ``feature_histograms`` on. Shared by the label sets of that key; guarded by the group's lock."""
+
+    __slots__ = ("key", "duration", "ttft", "tpot", "per_request", "_out")
+
+    def __init__(self, store: Store, key: tuple[str, ...]) -> None:
+        self.key = key
+        self._out: dict[str, Any] = {}
+        self.duration = self._new("llm_request_duration_seconds", Hist(len(store.ub_duration)))
+        self.ttft: Hist | None = None  # streams only: made on first use
+        self.tpot: Hist | None = None
+        self.per_request: tuple[Hist, Hist] | None = None  # input, output
+
+    def _new(self, family: str, series: Any, extra: str | None = None) -> Any:
+        if extra is None:
+            self._out[family] = series
+        else:
+            self._out.setdefault(family, {})[extra] = series
+        return series
+
+    def observe(self, s: Store, duration: float, ttft: float | None, tpot: float | None, parts: Any,
+                ex: dict[str, str] | None) -> None:
+        """A finished call's observations (caller holds the group lock)."""
+        self.duration.observe(s.ub_duration, duration, ex)
+        if ttft is not None:
+            h = self.ttft
+            if h is None:
+                h = self.ttft = self._new("llm_time_to_first_token_seconds", Hist(len(s.ub_ttft)))
+            h.observe(s.ub_ttft, ttft, ex)
+            if tpot is not None:
+                h = self.tpot
+                if h is None:
+                    h = self.tpot = self._new("llm_time_per_output_token_seconds", Hist(len(s.ub_tpot)))
+                h.observe(s.ub_tpot, tpot, ex)
+        if parts is not None:
+            pr = self.per_request
+            if pr is None:
+                pr = self.per_request = (self._new("llm_tokens_per_request", Hist(len(s.ub_size)), "input"),
+                                         self._new("llm_tokens_per_request", Hist(len(s.ub_size)), "output"))
+            pr[0].observe(s.ub_size, parts[0] + parts[1] + parts[2], ex)
+            pr[1].observe(s.ub_size, parts[3] + parts[4], ex)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {name: ([(x, o.snapshot()) for x, o in v.items()] if type(v) is dict else v.snapshot())
+                for name, v in self._out.items()}
 
 
 class StoreBundle:
     """All values of one (provider, model, feature, operation) label set."""
 
-    __slots__ = ("key", "lock", "_store", "_group", "in_flight", "duration", "cost", "retries", "_ttft", "_tpot",
-                 "_requests", "_errors", "_tokens", "_per_request", "_savings", "_refusals", "_out")
+    __slots__ = ("key", "lock", "_store", "_group", "in_flight", "hists", "cost", "retries",
+                 "_requests", "_errors", "_tokens", "_savings", "_refusals", "_out")
 
     def __init__(self, store: Store, group: Group, key: Key) -> None:
         self.key = key
@@ -144,16 +194,17 @@ class StoreBundle:
         # families with an extra label). The attributes below are the record path's
         # references to the same objects.
         self._out: dict[str, Any] = {}
-        self.duration = self._new("llm_request_duration_seconds", Hist(len(store.ub_duration)))
+        hkey = key if store.feature_histograms else (key[0], key[1], key[3])
+        hists = group.hists.get(hkey)
+        if hists is None:
+            hists = group.hists[hkey] = Hists(store, hkey)
+        self.hists = hists
         self.cost = self._new("llm_cost_usd_total", Cell())
         self.retries = self._new("llm_retries_total", Cell())
-        self._ttft: Hist | None = None
-        self._tpot: Hist | None = None
         self._requests: dict[str, Cell] = {
             r: self._new("llm_requests_total", Cell(), r) for r in contract.EAGER_FINISH_REASONS}
         self._errors: dict[str, Cell] = {e: self._new("llm_errors_total", Cell(), e) for e in contract.EAGER_ERROR_TYPES}
         self._tokens: tuple[Cell, ...] | None = None  # contract.TOKEN_TYPES order
-        self._per_request: tuple[Hist, Hist] | None = None  # input, output
         self._savings: Cell | None = None
         self._refusals: Cell | None = None
 
@@ -179,17 +230,7 @@ class StoreBundle:
                 if c is None:
                     c = self._errors[error_type] = self._new("llm_errors_total", Cell(), error_type)
                 c.v += 1.0
-            self.duration.observe(s.ub_duration, duration, ex)
-            if ttft is not None:
-                h = self._ttft
-                if h is None:
-                    h = self._ttft = self._new("llm_time_to_first_token_seconds", Hist(len(s.ub_ttft)))
-                h.observe(s.ub_ttft, ttft, ex)
-                if tpot is not None:
-                    h = self._tpot
-                    if h is None:
-                        h = self._tpot = self._new("llm_time_per_output_token_seconds", Hist(len(s.ub_tpot)))
-                    h.observe(s.ub_tpot, tpot, ex)
+            self.hists.observe(s, duration, ttft, tpot, parts, ex)
             if parts is not None:
                 inp, cr, cw, out, rs = parts
                 t = self._tokens
@@ -200,12 +241,6 @@ class StoreBundle:
                 t[2].v += cw
                 t[3].v += out
                 t[4].v += rs
-                pr = self._per_request
-                if pr is None:
-                    pr = self._per_request = (self._new("llm_tokens_per_request", Hist(len(s.ub_size)), "input"),
-                                              self._new("llm_tokens_per_request", Hist(len(s.ub_size)), "output"))
-                pr[0].observe(s.ub_size, inp + cr + cw, ex)
-                pr[1].observe(s.ub_size, out + rs, ex)
             if savings is not None:
                 c = self._savings
                 if c is None:
@@ -248,7 +283,12 @@ class StoreBundle:
 class Store:
     """Bundles by label tuple, grouped by (provider, model)."""
 
-    def __init__(self, buckets: dict[str, tuple[float, ...]]) -> None:
+    def __init__(self, buckets: dict[str, tuple[float, ...]], feature_histograms: bool = False) -> None:
+        """``feature_histograms``: histograms per label set (with ``feature``), not per
+        (provider, model, operation) (``configure(feature_histograms=True)``)."""
+        self.feature_histograms = feature_histograms
+        self.hist_labels = contract.COMMON_LABELS if feature_histograms else HIST_KEY_LABELS
+
         def ub(name: str) -> tuple[float, ...]:
             return upper_bounds(buckets.get(name) or contract.METRICS_BY_NAME[name].buckets or ())
 
@@ -285,6 +325,7 @@ class Store:
             for g in groups:
                 with g.lock:
                     bundles = [(b.key, b.snapshot()) for b in g.bundles]
+                    bundles += [(h.key, h.snapshot()) for h in g.hists.values()]  # their families are the histograms
                     inflight = [(f, c.v, c.created) for f, c in g.in_flight.items()]
                     unpriced = (g.unpriced.v, g.unpriced.created) if g.unpriced is not None else None
                 out.append((g, bundles, inflight, unpriced))
@@ -338,6 +379,9 @@ def _help(spec: contract.MetricSpec) -> str:
 
 
 _COMMON = contract.COMMON_LABELS
+#: the labels of a histogram key by default (``contract``: histograms' labels without the extra one)
+HIST_KEY_LABELS = ("provider", "model", "operation")
+_HISTOGRAMS = frozenset(s.name for s in contract.METRICS if s.type == "histogram")
 _EXTRA = {"llm_requests_total": "finish_reason", "llm_errors_total": "error_type",
           "llm_tokens_total": "token_type", "llm_tokens_per_request": "direction"}
 
@@ -393,8 +437,7 @@ class StoreCollector(Collector):
         if created:
             m.add_sample(name + "_created", labels, ts)
 
-    @staticmethod
-    def _series(name: str, snap: list[Any]) -> Iterator[tuple[dict[str, str], Any]]:
+    def _series(self, name: str, snap: list[Any]) -> Iterator[tuple[dict[str, str], Any]]:
         """(labels, value) of one family's existing series, in creation order."""
         if name == "llm_in_flight_requests":
             for g, _, inflight, _ in snap:
@@ -407,6 +450,7 @@ class StoreCollector(Collector):
                     yield dict(zip(_COMMON, g.key)), unpriced
             return
         extra = _EXTRA.get(name)
+        names = self.store.hist_labels if name in _HISTOGRAMS else _COMMON
         for _, bundles, _, _ in snap:
             for key, values in bundles:
                 v = values.get(name)
@@ -414,11 +458,11 @@ class StoreCollector(Collector):
                     continue
                 if extra is not None:
                     for x, sv in v:
-                        labels = dict(zip(_COMMON, key))
+                        labels = dict(zip(names, key))
                         labels[extra] = x
                         yield labels, sv
                 else:
-                    yield dict(zip(_COMMON, key)), v
+                    yield dict(zip(names, key)), v
 
     # --- text format 0.0.4 with cached label text --------------------------------------
 
@@ -450,6 +494,7 @@ class StoreCollector(Collector):
             add(self._headers[name])
             hist = spec.type == "histogram"
             extra = _EXTRA.get(name)
+            names = self.store.hist_labels if hist else _COMMON
             if name == "llm_in_flight_requests":
                 for g, _, inflight, _ in snap:
                     for feature, v, _ in inflight:
@@ -465,7 +510,7 @@ class StoreCollector(Collector):
                     v = values.get(name)
                     if v is None:
                         continue
-                    base = tuple(zip(_COMMON, key))
+                    base = tuple(zip(names, key))
                     if extra is not None:
                         for x, sv in v:
                             p = pfx(name, (*base, (extra, x)))

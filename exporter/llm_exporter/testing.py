@@ -34,3 +34,16 @@ def fresh_registry(**settings: Any) -> CollectorRegistry:
     configure(registry=registry, **defaults)
     reset_log_limits()
     return registry
+
+
+def sample_value(registry: CollectorRegistry, name: str, labels: dict[str, str]) -> float | None:
+    """``registry.get_sample_value(name, labels)`` for the series a call with ``labels`` lands in:
+    a label the family does not expose is left out (``feature`` on histograms, unless
+    ``configure(feature_histograms=True)``), so a test can give every call the same labels."""
+    from . import contract, metrics
+
+    family = next((m for m in contract.METRICS if name in m.samples), None)
+    if family is not None:
+        exposed = set(family.labels_with(metrics.current().settings.feature_histograms)) | {"le"}
+        labels = {k: v for k, v in labels.items() if k in exposed}
+    return registry.get_sample_value(name, labels)
