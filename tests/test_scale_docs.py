@@ -24,14 +24,17 @@ def test_series_per_replica_in_the_doc_are_measured():
     assert f"**{plain['llm_samples']:,} `llm_` samples**" in DOC
     assert f"**{outcomes['llm_samples']:,}**" in DOC
     assert f"({plain['scrape_bytes'] / 1e6:.1f} MB of" in DOC
-    # The per-family table: samples of the plain run, per (model, feature) pair.
+    # The per-family table: samples of the plain run, per (model, feature) pair, or per model for
+    # the histograms (per provider, model and operation: the series budget).
     pairs = plain["models"] * plain["features"]
-    for family in ("llm_tokens_per_request", "llm_request_duration_seconds", "llm_time_to_first_token_seconds",
-                   "llm_time_per_output_token_seconds", "llm_tokens_total"):
+    for family, per in (("llm_tokens_per_request", plain["models"]), ("llm_request_duration_seconds", plain["models"]),
+                        ("llm_time_to_first_token_seconds", plain["models"]),
+                        ("llm_time_per_output_token_seconds", plain["models"]), ("llm_tokens_total", pairs),
+                        ("llm_requests_total", pairs), ("llm_errors_total", pairs)):
         n = plain["by_family"][family]
         row = re.search(rf"^\| `{family}`[^|]*\| ([\d,]+) \| (\d+) \|$", DOC, flags=re.M)
         assert row, family
-        assert (row.group(1), row.group(2)) == (f"{n:,}", str(n // pairs)), family
+        assert (row.group(1), row.group(2)) == (f"{n:,}", str(n // per)), family
 
 
 def test_readme_points_kubernetes_users_to_the_one_command_and_the_scale_page():
