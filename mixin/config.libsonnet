@@ -11,6 +11,16 @@
     llmSelector: 'job="%s"' % self.jobName,
     // Labels that recording rules keep (the exporter's common labels).
     llmAggregationLabels: 'provider, model, feature',
+    // Labels that the histogram-based rules (llm:*_bucket:rate5m, the latency quantiles,
+    // llm:tokens_per_request:avg_rate*) and the alerts on them (LLMHighLatency,
+    // LLMCriticalLatency, LLMTokenSpike, LLMResponseLengthDrift) keep. The contract's
+    // histograms carry provider, model, operation by default: `feature` is a detail label,
+    // exposed only when the app calls configure(feature_histograms=True) (the series budget,
+    // docs/exporter.md). With that option on, 'provider, model, feature' gives per-feature
+    // latency and token alerts; without it those alerts would never fire. Every label here
+    // must be a label (or detail label) of each histogram in the contract and one of
+    // llmAggregationLabels (the traffic guard is summed by these labels), or generation fails.
+    llmHistogramAggregationLabels: 'provider, model',
     // Metric names, label sets and buckets, generated from llm_exporter.contract.
     contract: import 'lib/contract.json',
 
@@ -60,7 +70,8 @@
     // --- guards ---------------------------------------------------------
     // Ratio alerts (error, truncation, latency quantiles, tokens per request,
     // drift) stay silent below this many calls per second per
-    // provider/model/feature (0.05/s = 3 calls a minute), and at 0/0.
+    // provider/model/feature (0.05/s = 3 calls a minute), and at 0/0. Alerts on the
+    // histograms count the calls per llmHistogramAggregationLabels (all features of a model).
     minRequestRate: 0.05,
 
     // --- thresholds and windows (seed 000 / seed 001 defaults) ---------

@@ -28,6 +28,7 @@ from test_dashboards_lib import (  # noqa: E402
     UIDS,
     VARIABLES,
     dashboards,
+    detail_label_uses,
     matchers,
     mixin_config,
     panels,
@@ -301,14 +302,15 @@ def test_every_metric_is_in_the_contract_or_the_recording_rules():
     unknown = {(t.file, t.panel, vs.name) for t in TARGETS for vs in selectors(parse(substitute(t.expr)))
                if vs.name not in known}
     assert unknown == set()
-    # and every label matched on exists on that metric, with values from closed sets
+    # and every label matched on exists on that metric (a label, or a detail label that
+    # test_histogram_panels_never_use_a_detail_label then rules out), with values from closed sets
     for t in TARGETS:
         for vs in selectors(parse(substitute(t.expr))):
             spec = next(m for m in contract.METRICS if vs.name in m.samples)
             for label, (op, value) in matchers(vs).items():
                 if label == "job" or label == "le":
                     continue
-                assert label in spec.labels, (t.panel, vs.name, label)
+                assert label in spec.labels or label in spec.detail_labels, (t.panel, vs.name, label)
                 closed = contract.CLOSED_LABEL_VALUES.get(label)
                 if closed and not value.startswith("$"):
                     assert set(value.split("|")) <= set(closed), (t.panel, label, value)
@@ -348,7 +350,7 @@ REQUIRED_PANELS = {
     ],
     "llm-latency-quality.json": [
         "Latency distribution", "Time to first token distribution", "Time per output token",
-        "Latency p95 by model", "Latency p95 by feature", "Refusal rate by model",
+        "Latency p95 by model", "Latency p99 by model", "Refusal rate by model",
         "Response length vs one week ago", "User feedback ratings", "Hedging rate by model",
         "Evaluation scores", "Unscored evaluations in range",
     ],
@@ -379,8 +381,51 @@ def test_seed_panels_query_what_their_title_says():
     assert len(scores) == 2 and "llm_eval_score_sum" in scores[0] and "llm_eval_score_count" in scores[0]
     assert scores[0].count("by (evaluator, model)") == 2
     assert scores[1].startswith("histogram_quantile(0.1, sum by (evaluator, model, le) (rate(llm_eval_score_bucket")
+    # by provider and model, the label sets LLMHighLatency / LLMCriticalLatency fire on
+    for title, q in (("Latency p95 by model", "0.95"), ("Latency p99 by model", "0.99")):
+        lat = by_title[("llm-latency-quality.json", title)].expr
+        assert lat.startswith(f"histogram_quantile({q}, sum by (provider, model, le) (rate(llm_request_duration_seconds_bucket{{")
     week = [t.expr for t in TARGETS if t.panel == "Response length vs one week ago"]
     assert len(week) == 2 and "offset 1w" not in week[0] and week[1].count("offset 1w") == 2
+
+
+# Series of the families with contract detail_labels (the histograms' feature: only with
+# configure(feature_histograms=True)) -> those labels.
+DETAIL = {s: set(m.detail_labels) for m in contract.METRICS if m.detail_labels for s in m.samples}
+
+
+def test_histogram_panels_never_use_a_detail_label():
+    """No panel matches, groups or joins a histogram by feature: with the default exporter that
+    panel would be empty (a feature picked) or one unlabelled line."""
+    assert {s for s in DETAIL if s.endswith("_bucket")} >= {
+        "llm_request_duration_seconds_bucket", "llm_time_to_first_token_seconds_bucket",
+        "llm_time_per_output_token_seconds_bucket", "llm_tokens_per_request_bucket"}
+    read = {vs.name for t in TARGETS for vs in selectors(parse(substitute(t.expr))) if vs.name in DETAIL}
+    assert len(read) >= 5  # the check covers the latency, TTFT, decode and token panels
+    problems = [f"{t.file} / {t.panel} {t.ref_id}: {p}" for t in TARGETS
+                for p in detail_label_uses(parse(substitute(t.expr)), DETAIL)]
+    assert problems == []
+    # ... and it finds them: the removed "Latency p95 by feature" panel, a feature filter.
+    by_feature = ('histogram_quantile(0.95, sum by (feature, le) '
+                  '(rate(llm_request_duration_seconds_bucket{job="llm-app"}[$__rate_interval])))')
+    filtered = 'sum(rate(llm_tokens_per_request_sum{job="llm-app", feature=~"$feature"}[$__rate_interval]))'
+    assert detail_label_uses(parse(substitute(by_feature)), DETAIL) == [
+        "llm_request_duration_seconds_bucket grouped or joined by feature"]
+    assert detail_label_uses(parse(substitute(filtered)), DETAIL) == ["llm_tokens_per_request_sum matches feature"]
+
+
+def test_panels_on_histograms_say_they_cover_all_features():
+    """The feature variable does not filter them: their descriptions say so."""
+    by_panel = {(name, p["title"]): p for name, d in DASHBOARDS.items() for p in panels(d)}
+    on_histograms = {(t.file, t.panel) for t in TARGETS
+                     if any(vs.name in DETAIL for vs in selectors(parse(substitute(t.expr))))}
+    assert len(on_histograms) >= 10
+    for key in on_histograms:
+        assert "All features: the feature filter does not apply" in by_panel[key]["description"], key
+    # and only they: a panel the feature variable filters does not claim otherwise
+    for key, p in by_panel.items():
+        if key not in on_histograms and p["type"] != "row":
+            assert "All features" not in p["description"], key
 
 
 @pytest.mark.parametrize("name", sorted(UIDS))

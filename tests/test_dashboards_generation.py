@@ -86,3 +86,41 @@ def test_a_missing_histogram_sample_fails_generation():
     with pytest.raises(RuntimeError, match=r"dashboard panel needs llm_request_duration_seconds_bucket, but the "
                                            r"contract metric llm_request_duration_seconds \(a histogram\) has no such sample"):
         _dashboards_with(data)
+
+
+def _panel(rendered: dict, file: str, title: str) -> dict:
+    return next(p for p in rendered[file]["panels"] if p.get("title") == title)
+
+
+def test_the_feature_filter_of_a_histogram_panel_follows_the_contract():
+    """The histograms' feature is a detail label (configure(feature_histograms=True)): their
+    panels get no feature matcher and say they cover all features. Put feature back among a
+    histogram's default labels and the matcher returns and the note goes."""
+    spec = contract.METRICS_BY_NAME["llm_request_duration_seconds"]
+    assert "feature" not in spec.labels and "feature" in spec.detail_labels
+    default = _panel(_dashboards_with(contract.as_dict()), "llm-overview.json", "p95 latency")
+    assert 'feature=~"$feature"' not in default["targets"][0]["expr"]
+    assert "All features: the feature filter does not apply" in default["description"]
+
+    data = copy.deepcopy(contract.as_dict())
+    data["metrics"]["llm_request_duration_seconds"]["labels"].append("feature")
+    data["metrics"]["llm_request_duration_seconds"]["detail_labels"] = []
+    per_feature = _panel(_dashboards_with(data), "llm-overview.json", "p95 latency")
+    assert 'model=~"$model", feature=~"$feature"}' in per_feature["targets"][0]["expr"]
+    assert "All features" not in per_feature["description"]
+
+
+def test_a_histogram_panel_grouped_by_a_detail_label_fails_generation():
+    """The old "Latency p95 by feature" panel: sum by (feature, le) over a histogram without
+    feature would draw one unlabelled line; generation refuses it."""
+    contract_json = json.dumps(contract.as_dict(), indent=2, sort_keys=True) + "\n"
+    snippet = ("local m = import 'mixin.libsonnet'; local c = (import 'dashboards/common.libsonnet').new(m._config);"
+               " c.quantile('0.95', 'llm_request_duration_seconds', ['feature'])")
+    with pytest.raises(RuntimeError, match=r"dashboard panel groups llm_request_duration_seconds by feature, "
+                                           r"not among its labels in llm_exporter\.contract"):
+        _jsonnet.evaluate_snippet(str(generate.MIXIN / "generate"), snippet,
+                                  import_callback=generate._importer(contract_json))
+    by_model = _jsonnet.evaluate_snippet(
+        str(generate.MIXIN / "generate"), snippet.replace("['feature']", "['model']"),
+        import_callback=generate._importer(contract_json))
+    assert json.loads(by_model).startswith("histogram_quantile(0.95, sum by (model, le) (rate(llm_request_duration_seconds_bucket{")

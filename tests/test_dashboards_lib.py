@@ -119,6 +119,35 @@ def matchers(vs: promql_parser.VectorSelector) -> dict[str, tuple[str, str]]:
     return {m.name: (ops[str(m.op)], m.value) for m in vs.matchers.matchers}
 
 
+def detail_label_uses(ast: object, detail: dict[str, set[str]]) -> list[str]:
+    """Where an expression matches, groups by or joins on a detail label of a series it reads.
+
+    ``detail`` maps a series name to its family's contract ``detail_labels`` (the histograms'
+    ``feature``, present only with ``configure(feature_histograms=True)``). A matcher on one,
+    or a ``by``/``on``/``ignoring``/``group_*`` list above the selector naming one, would
+    match nothing, or split nothing, with the default exporter. (``without`` only drops.)
+    """
+    found = []
+    for node, parents in walk(ast):
+        if not isinstance(node, promql_parser.VectorSelector) or node.name not in detail:
+            continue
+        labels = detail[node.name]
+        for label in sorted(labels & set(matchers(node))):
+            found.append(f"{node.name} matches {label}")
+        for parent in parents:
+            listed: set[str] = set()
+            if isinstance(parent, promql_parser.AggregateExpr) and parent.modifier is not None:
+                if str(parent.modifier.type).endswith(".By"):
+                    listed = set(parent.modifier.labels)
+            elif isinstance(parent, promql_parser.BinaryExpr) and parent.modifier is not None:
+                if parent.modifier.matching is not None:
+                    listed = set(parent.modifier.matching.labels)
+                listed |= set(parent.modifier.group_labels or ())
+            for label in sorted(labels & listed):
+                found.append(f"{node.name} grouped or joined by {label}")
+    return found
+
+
 def range_seconds(ms: promql_parser.MatrixSelector) -> int:
     r = ms.range
     return int(r.total_seconds()) if isinstance(r, timedelta) else int(r)

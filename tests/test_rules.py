@@ -6,12 +6,16 @@ from __future__ import annotations
 import importlib.util
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from llm_exporter import contract, localstack
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # any pytest import mode
+from test_dashboards_lib import detail_label_uses, parse, selectors as ast_selectors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "rules"
@@ -206,7 +210,9 @@ def test_every_metric_in_every_rule_is_in_the_contract_or_recorded():
             if spec.type == "counter":
                 assert name.endswith("_total")
             labels = set(re.findall(r"([a-zA-Z_]\w*)\s*[!=]~?", matchers))
-            assert labels <= set(spec.labels) | EXTRA_LABELS, (name, labels)
+            # a detail label exists only with an exporter option: allowed here, ruled out for
+            # the histograms by test_histogram_rules_never_use_a_detail_label
+            assert labels <= set(spec.labels) | set(spec.detail_labels) | EXTRA_LABELS, (name, labels)
     # Rules read every family the alerts are about.
     for family in ("llm_requests_total", "llm_errors_total", "llm_cost_usd_total", "llm_refusals_total",
                    "llm_ratelimit_remaining", "llm_ratelimit_limit", "llm_unpriced_requests_total",
@@ -216,7 +222,7 @@ def test_every_metric_in_every_rule_is_in_the_contract_or_recorded():
 
 
 def test_aggregation_labels_are_contract_labels():
-    known = {label for m in contract.METRICS for label in m.labels} | {"le"}
+    known = {label for m in contract.METRICS for label in (*m.labels, *m.detail_labels)} | {"le"}
     for r in recording_rules() + alert_rules():
         for labels in re.findall(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", r["expr"]):
             for label in filter(None, (x.strip() for x in labels.split(","))):
@@ -224,6 +230,87 @@ def test_aggregation_labels_are_contract_labels():
                     assert r.get("alert") == "LLMExporterDown", r
                     continue
                 assert label in known, label
+
+
+HISTOGRAM_ALERTS = {"LLMHighLatency", "LLMCriticalLatency", "LLMTokenSpike", "LLMResponseLengthDrift"}
+
+
+def histogram_series() -> dict[str, set[str]]:
+    """Every series read from a family with contract detail_labels (the histograms: feature only
+    with configure(feature_histograms=True)), raw or recorded from one, -> those labels."""
+    detail = {s: set(m.detail_labels) for m in contract.METRICS if m.detail_labels for s in m.samples}
+    changed = True
+    while changed:  # recorded from a recorded one (the quantiles read the bucket rules)
+        changed = False
+        for r in recording_rules():
+            read = [vs.name for vs in ast_selectors(parse(r["expr"])) if vs.name in detail]
+            labels = set().union(*(detail[n] for n in read)) if read else set()
+            if read and detail.get(r["record"]) != labels:
+                detail[r["record"]] = labels
+                changed = True
+    return detail
+
+
+def test_histogram_rules_never_use_a_detail_label():
+    """Histogram rules and the alerts on them aggregate by llmHistogramAggregationLabels
+    (provider, model): no matcher, `by`, `on` or `group_*` names feature, which the default
+    exporter's histograms do not carry (a rule grouped by it would record one unlabelled series
+    per model; an alert joining on it would never fire)."""
+    detail = histogram_series()
+    recorded = {n for n in detail if ":" in n}
+    assert recorded == {
+        "llm:request_duration_seconds_bucket:rate5m", "llm:request_duration_seconds:p50_rate5m",
+        "llm:request_duration_seconds:p95_rate5m", "llm:request_duration_seconds:p99_rate5m",
+        "llm:time_to_first_token_seconds_bucket:rate5m", "llm:time_to_first_token_seconds:p50_rate5m",
+        "llm:time_to_first_token_seconds:p95_rate5m", "llm:time_per_output_token_seconds_bucket:rate5m",
+        "llm:time_per_output_token_seconds:p50_rate5m", "llm:tokens_per_request:avg_rate5m",
+        "llm:tokens_per_request:avg_rate1h"}
+    assert all(labels == {"feature"} for labels in detail.values())
+    on_histograms = set()
+    for r in recording_rules() + alert_rules():
+        ast = parse(r["expr"])
+        if any(vs.name in detail for vs in ast_selectors(ast)):
+            on_histograms.add(r.get("record") or r["alert"])
+            assert detail_label_uses(ast, detail) == [], r.get("record") or r["alert"]
+            # their traffic guard: the per-feature request rate summed by the same labels
+            for m in re.finditer(r"llm:requests:rate\w+", r["expr"]):
+                assert r["expr"][: m.start()].endswith("sum by (provider, model) ("), (r.get("alert"), r["expr"])
+    assert on_histograms == recorded | HISTOGRAM_ALERTS
+    # ... and the check finds a rule that kept the feature
+    kept = "sum by (provider, model, feature, le) (rate(llm_request_duration_seconds_bucket[5m]))"
+    assert detail_label_uses(parse(kept), detail) == ["llm_request_duration_seconds_bucket grouped or joined by feature"]
+
+
+def test_histogram_alerts_describe_a_model_not_a_feature():
+    for r in alert_rules():
+        description = r["annotations"]["description"]
+        if r["alert"] in HISTOGRAM_ALERTS:
+            assert description.startswith("{{ $labels.provider }}/{{ $labels.model }} (all features): "), r["alert"]
+            assert "$labels.feature" not in description
+        elif r["alert"] in ("LLMHighErrorRate", "LLMTruncationRateHigh", "LLMCostSpike", "LLMRefusalRateDrift"):
+            assert "(feature {{ $labels.feature }})" in description, r["alert"]
+
+
+def test_histogram_aggregation_labels_are_checked_against_the_contract(tmp_path):
+    """llmHistogramAggregationLabels may name a detail label (an app with
+    configure(feature_histograms=True) gets per-feature latency alerts), not a label the
+    histograms never have, nor one the traffic guard's llm:requests:* rules drop."""
+    def render(labels: str) -> dict:
+        path = tmp_path / "h.libsonnet"
+        path.write_text("{ _config+:: { llmHistogramAggregationLabels: '%s' } }" % labels)
+        return load_generate().render(path)
+
+    with pytest.raises(RuntimeError, match=r"team is not a label of llm_\w+ in llm_exporter\.contract"):
+        render("provider, model, team")
+    with pytest.raises(RuntimeError, match=r"operation is not one of llmAggregationLabels \(provider, model, feature\)"):
+        render("provider, model, operation")
+    files = render("provider, model, feature")
+    rules = {r["record"]: r["expr"] for g in yaml.safe_load(files[RECORDING_FILE])["groups"] for r in g["rules"]}
+    assert rules["llm:request_duration_seconds_bucket:rate5m"].startswith("sum by (provider, model, feature, le) (")
+    alerts = {r["alert"]: r for g in yaml.safe_load(files[ALERTS_FILE])["groups"] for r in g["rules"]}
+    assert "and sum by (provider, model, feature) (llm:requests:rate5m) > 0.05" in alerts["LLMHighLatency"]["expr"]
+    assert alerts["LLMHighLatency"]["annotations"]["description"].startswith(
+        "{{ $labels.provider }}/{{ $labels.model }} (feature {{ $labels.feature }}): ")
 
 
 def test_rules_and_alerts_aggregate_away_replicas():

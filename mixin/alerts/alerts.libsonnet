@@ -10,6 +10,17 @@ local u = import '../lib/utils.libsonnet';
   local guard(w) = 'llm:requests:rate%s > %s' % [w, u.num(cfg.minRequestRate)],
   local who = '{{ $labels.provider }}/{{ $labels.model }} (feature {{ $labels.feature }})',
 
+  // Alerts on the histograms (latency, tokens per call) are per llmHistogramAggregationLabels:
+  // provider/model by default, every feature of the model together (the histograms carry
+  // `feature` only with configure(feature_histograms=True)). Their traffic guard sums the
+  // per-feature request rate by the same labels, so `and` matches label set for label set.
+  local hby = u.histogramBy(cfg, ['llm_request_duration_seconds', 'llm_tokens_per_request']),
+  local histGuard(w, offset='') =
+    'sum by (%s) (llm:requests:rate%s%s) > %s' % [hby, w, (if offset == '' then '' else ' offset ' + offset), u.num(cfg.minRequestRate)],
+  local histWho =
+    if std.member(u.labelList(hby), 'feature') then who
+    else '{{ $labels.provider }}/{{ $labels.model }} (all features)',
+
   local alert(name, severity, forDuration, expr, summary, description, dashboard='overview', labels={}) = {
     alert: name,
     expr: expr,
@@ -31,9 +42,9 @@ local u = import '../lib/utils.libsonnet';
     |||
       histogram_quantile(%(q)s, llm:request_duration_seconds_bucket:rate5m) > %(s)s
       and %(guard)s
-    ||| % { q: u.num(q), s: u.num(seconds), guard: guard('5m') },
+    ||| % { q: u.num(q), s: u.num(seconds), guard: histGuard('5m') },
     'LLM call latency p%d is above %s s.' % [q * 100, u.num(seconds)],
-    '%s: p%d latency is {{ $value | humanizeDuration }} over the last 5m (threshold %s s).' % [who, q * 100, u.num(seconds)],
+    '%s: p%d latency is {{ $value | humanizeDuration }} over the last 5m (threshold %s s).' % [histWho, q * 100, u.num(seconds)],
     'latencyQuality',
   ),
 
@@ -175,9 +186,9 @@ local u = import '../lib/utils.libsonnet';
             |||
               sum without (direction) (llm:tokens_per_request:avg_rate5m) > %s
               and %s
-            ||| % [u.num(cfg.tokenSpike.avgTokensPerRequest), guard('5m')],
+            ||| % [u.num(cfg.tokenSpike.avgTokensPerRequest), histGuard('5m')],
             'LLM calls use unusually many tokens per request.',
-            '%s: calls averaged {{ $value | humanize }} tokens (input + output) over the last 5m (threshold %s).' % [who, u.num(cfg.tokenSpike.avgTokensPerRequest)],
+            '%s: calls averaged {{ $value | humanize }} tokens (input + output) over the last 5m (threshold %s).' % [histWho, u.num(cfg.tokenSpike.avgTokensPerRequest)],
             'cost',
           ),
           alert(
@@ -230,11 +241,11 @@ local u = import '../lib/utils.libsonnet';
             ||| % {
               w: length.window,
               d: u.num(length.relativeChange),
-              guard: guard(length.window),
-              guardBefore: '(%s offset 1w) > %s' % ['llm:requests:rate' + length.window, u.num(cfg.minRequestRate)],
+              guard: histGuard(length.window),
+              guardBefore: histGuard(length.window, '1w'),
             },
             'LLM response length has drifted from last week.',
-            '%s: average output tokens per call over the last %s differ by {{ $value | humanizePercentage }} from the same window one week earlier (threshold %s).' % [who, length.window, std.format('%g%%', length.relativeChange * 100)],
+            '%s: average output tokens per call over the last %s differ by {{ $value | humanizePercentage }} from the same window one week earlier (threshold %s).' % [histWho, length.window, std.format('%g%%', length.relativeChange * 100)],
             'latencyQuality',
           ),
           alert(

@@ -26,6 +26,9 @@ local g = import '../lib/grafana.libsonnet';
 
     // Matchers for the app selector, every dashboard variable the metric has a
     // label for, and extra matchers: 'job="llm-app", provider=~"$provider", ...'.
+    // Only the contract's default labels count, never its detail_labels: the histograms
+    // carry `feature` only with configure(feature_histograms=True), so a feature matcher
+    // on them would match nothing once a feature is picked.
     matchers(metric, extra='')::
       local vars = ['%s=~"$%s"' % [l, l] for l in variableLabels if std.member(spec(metric).labels, l)];
       std.join(', ', [cfg.llmSelector] + vars + (if extra == '' then [] else [extra])),
@@ -41,11 +44,25 @@ local g = import '../lib/grafana.libsonnet';
     // '0.95' -> 'p95' (quantiles are strings: 0.95 would print as 0.94999...).
     percentile(q):: local d = std.substr(q, 2, std.length(q) - 2); 'p' + (if std.length(d) == 1 then d + '0' else d),
     // histogram_quantile over a contract histogram, grouped by `by` (a list).
-    quantile(q, metric, by=[], extra=''):: 'histogram_quantile(%s, sum by (%s) (%s))' % [
-      q,
-      std.join(', ', by + ['le']),
-      self.rate(metric, extra, '_bucket'),
-    ],
+    // Grouping by a label the metric lacks by default (a detail label such as the
+    // histograms' feature) fails generation: the panel would show one unlabelled series.
+    quantile(q, metric, by=[], extra='')::
+      local missing = [l for l in by if !std.member(spec(metric).labels, l)];
+      if missing != [] then error 'dashboard panel groups %s by %s, not among its labels in llm_exporter.contract %s' % [metric, std.join(', ', missing), std.toString(spec(metric).labels)]
+      else 'histogram_quantile(%s, sum by (%s) (%s))' % [
+        q,
+        std.join(', ', by + ['le']),
+        self.rate(metric, extra, '_bucket'),
+      ],
+
+    // Description suffix for a panel on `metric` when a dashboard variable does not filter
+    // it because its contract labels lack that label (the histograms' feature): the panel
+    // covers every value of it. '' when every variable applies.
+    unfiltered(metric)::
+      local missing = [l for l in variableLabels if !std.member(spec(metric).labels, l)];
+      if missing == [] then ''
+      else if missing == ['feature'] then ' All features: the feature filter does not apply (%s has no feature label by default).' % metric
+      else ' The %s filter does not apply (%s has no such label).' % [std.join(' and ', missing), metric],
 
     variables:: [
       g.variable.datasource('datasource', 'prometheus', 'Data source'),

@@ -38,22 +38,24 @@ function(c)
   c.dashboard(
     'LLM latency and quality',
     c.uids.latencyQuality,
-    'Latency and time-to-first-token distributions, decode speed, latency by model and feature, refusals, response length drift, user feedback, hedging and evaluation scores.',
+    'Latency and time-to-first-token distributions, decode speed, latency p95 and p99 by model, refusals, response length drift, user feedback, hedging and evaluation scores.',
     [
       g.row.new('Latency'),
-      c.heatmap('Latency distribution', 'Calls per second by wall-time bucket (streams: until the stream ends).', 's', [
+      c.heatmap('Latency distribution', 'Calls per second by wall-time bucket (streams: until the stream ends).' + c.unfiltered('llm_request_duration_seconds'), 's', [
         heatmapOf('llm_request_duration_seconds'),
       ]),
-      c.heatmap('Time to first token distribution', 'Streams only: calls per second by time-to-first-token bucket.', 's', [
+      c.heatmap('Time to first token distribution', 'Streams only: calls per second by time-to-first-token bucket.' + c.unfiltered('llm_time_to_first_token_seconds'), 's', [
         heatmapOf('llm_time_to_first_token_seconds'),
       ]),
-      c.timeSeries('Latency p95 by model', 'Wall time of 95 % of calls, by provider and model.', 's', [
+      // By provider and model, as LLMHighLatency and LLMCriticalLatency evaluate them. There is
+      // no per-feature latency panel: the histograms have no feature label by default.
+      c.timeSeries('Latency p95 by model', 'Wall time of 95 % of calls, by provider and model: what LLMHighLatency alerts on.' + c.unfiltered('llm_request_duration_seconds'), 's', [
         c.q(c.quantile('0.95', 'llm_request_duration_seconds', ['provider', 'model']), '{{provider}} {{model}}'),
       ], w=8),
-      c.timeSeries('Latency p95 by feature', 'Wall time of 95 % of calls, by feature.', 's', [
-        c.q(c.quantile('0.95', 'llm_request_duration_seconds', ['feature']), '{{feature}}'),
+      c.timeSeries('Latency p99 by model', 'Wall time of 99 % of calls, by provider and model: the tail LLMCriticalLatency alerts on.' + c.unfiltered('llm_request_duration_seconds'), 's', [
+        c.q(c.quantile('0.99', 'llm_request_duration_seconds', ['provider', 'model']), '{{provider}} {{model}}'),
       ], w=8),
-      c.timeSeries('Time per output token', 'Streams only: p50 and p95 decode time per output token after the first, by model.', 's', [
+      c.timeSeries('Time per output token', 'Streams only: p50 and p95 decode time per output token after the first, by model.' + c.unfiltered('llm_time_per_output_token_seconds'), 's', [
         c.q(c.quantile(q, 'llm_time_per_output_token_seconds', ['model']), '%s {{model}}' % c.percentile(q))
         for q in ['0.5', '0.95']
       ], w=8),
@@ -62,7 +64,7 @@ function(c)
       c.timeSeries('Refusal rate by model', 'Share of calls whose response the opt-in refusal detector matched, by model. Needs configure(refusal_detector=True) in the app: without it the rate stays 0.', 'percentunit', [
         c.q(c.rareRatio(c.rate('llm_refusals_total'), c.rate('llm_requests_total'), ['model']), '{{model}}'),
       ], w=8),
-      c.timeSeries('Response length vs one week ago', 'Mean output tokens per call (visible output plus reasoning) now and at the same time one week earlier. The "1 week ago" line stays empty until Prometheus holds data from a week before the time shown (a new install has none).', 'short', [
+      c.timeSeries('Response length vs one week ago', 'Mean output tokens per call (visible output plus reasoning) now and at the same time one week earlier. The "1 week ago" line stays empty until Prometheus holds data from a week before the time shown (a new install has none).' + c.unfiltered('llm_tokens_per_request'), 'short', [
         c.q(outputLength(''), 'now'),
         c.q(shifted(outputLength('')), '1 week ago'),
       ], w=8) + g.panel.timeSeries.withAxisLabel('tokens per call'),
@@ -83,7 +85,7 @@ function(c)
       c.stat('Refusals in range', 'Responses the refusal detector matched in the selected range. Needs configure(refusal_detector=True) in the app: without it this stays 0.', 'short', [
         c.q(c.orZero(c.increaseRange('llm_refusals_total'), c.increaseRange('llm_requests_total')), 'refusals') + g.query.prometheus.asInstant(),
       ], w=8, h=4) + g.panel.stat.withGraphMode('none'),
-      c.stat('Mean output tokens per call', 'Mean output tokens per call in the selected range (visible output plus reasoning).', 'short', [
+      c.stat('Mean output tokens per call', 'Mean output tokens per call in the selected range (visible output plus reasoning).' + c.unfiltered('llm_tokens_per_request'), 'short', [
         c.q('sum(%s) / sum(%s)' % [
           c.increaseRange('llm_tokens_per_request', 'direction="output"', '_sum'),
           c.increaseRange('llm_tokens_per_request', 'direction="output"', '_count'),

@@ -13,7 +13,7 @@ function(c) c.dashboard(
     c.stat('Error ratio', 'Failed calls as a share of finished calls (0 while calls succeed). Red above 5 %.', 'percentunit', [
       c.q(c.rareRatio(c.rate('llm_errors_total'), c.rate('llm_requests_total')), 'errors'),
     ]) + g.panel.withThresholds([[null, 'green'], [0.01, 'orange'], [0.05, 'red']]),
-    c.stat('p95 latency', 'Wall time of 95 % of calls (streams: until the stream ends).', 's', [
+    c.stat('p95 latency', 'Wall time of 95 % of calls (streams: until the stream ends).' + c.unfiltered('llm_request_duration_seconds'), 's', [
       c.q(c.quantile('0.95', 'llm_request_duration_seconds'), 'p95'),
     ]) + g.panel.withThresholds([[null, 'green'], [5, 'orange'], [10, 'red']]),
     c.stat('Spend per hour', 'Estimated USD per hour at the current rate, from token counts and the price table.', 'currencyUSD', [
@@ -38,11 +38,11 @@ function(c) c.dashboard(
     ], w=8) + g.panel.timeSeries.withStacking('normal'),
 
     g.row.new('Latency'),
-    c.timeSeries('Latency percentiles by operation', 'p50, p95 and p99 wall time per API operation (chat, responses, messages, embeddings, ...).', 's', [
+    c.timeSeries('Latency percentiles by operation', 'p50, p95 and p99 wall time per API operation (chat, responses, messages, embeddings, ...).' + c.unfiltered('llm_request_duration_seconds'), 's', [
       c.q(c.quantile(q, 'llm_request_duration_seconds', ['operation']), '%s {{operation}}' % c.percentile(q))
       for q in ['0.5', '0.95', '0.99']
     ]),
-    c.timeSeries('Time to first token', 'Streams only: p50 and p95 time until the first content, tool or reasoning delta, by model.', 's', [
+    c.timeSeries('Time to first token', 'Streams only: p50 and p95 time until the first content, tool or reasoning delta, by model.' + c.unfiltered('llm_time_to_first_token_seconds'), 's', [
       c.q(c.quantile(q, 'llm_time_to_first_token_seconds', ['model']), '%s {{model}}' % c.percentile(q))
       for q in ['0.5', '0.95']
     ]),

@@ -1,5 +1,6 @@
 // Recording rules: per provider/model/feature rates that the alerts and the
-// dashboards share. Names follow level:metric:operation (llm:<what>:rate<window>)
+// dashboards share; the histogram rules per provider/model (the histograms have no
+// feature label by default: _config.llmHistogramAggregationLabels). Names follow level:metric:operation (llm:<what>:rate<window>)
 // and are listed in docs/alerts.md; dashboards depend on them, keep them stable.
 local u = import '../lib/utils.libsonnet';
 
@@ -7,6 +8,9 @@ local u = import '../lib/utils.libsonnet';
   local cfg = $._config,
   local by = cfg.llmAggregationLabels,
   local sel = cfg.llmSelector,
+  // Histograms aggregate by fewer labels: with configure(feature_histograms=True) their
+  // series carry `feature` too and these sums add the features up.
+  local hby(name) = u.histogramBy(cfg, [name]),
 
   // Windows with a recorded request rate / error ratio: 5m and 1h for the
   // dashboards and fast alerts, plus every error-SLO burn-rate window.
@@ -36,7 +40,7 @@ local u = import '../lib/utils.libsonnet';
   local histogramRules(name, short, quantiles) = [
     {
       record: 'llm:%s_bucket:rate5m' % short,
-      expr: 'sum by (%s, le) (rate(%s{%s}[5m]))' % [by, u.bucket(name), sel],
+      expr: 'sum by (%s, le) (rate(%s{%s}[5m]))' % [hby(name), u.bucket(name), sel],
     },
   ] + [
     {
@@ -45,6 +49,18 @@ local u = import '../lib/utils.libsonnet';
     }
     for q in quantiles
   ],
+
+  // Mean tokens per call by direction (a histogram: its sum over its count).
+  local tokensPerRequest(w) = {
+    record: 'llm:tokens_per_request:avg_rate%s' % w,
+    expr: 'sum by (%(by)s, direction) (rate(%(sum)s{%(sel)s}[%(w)s]))\n/\nsum by (%(by)s, direction) (rate(%(count)s{%(sel)s}[%(w)s]))' % {
+      by: hby('llm_tokens_per_request'),
+      sel: sel,
+      w: w,
+      sum: u.sum('llm_tokens_per_request'),
+      count: u.count('llm_tokens_per_request'),
+    },
+  },
 
   // Extra rules for the 5m window: what the dashboards plot.
   local extra5m =
@@ -69,15 +85,7 @@ local u = import '../lib/utils.libsonnet';
         record: 'llm:tokens_by_type:rate5m',
         expr: 'sum by (%s, token_type) (rate(%s{%s}[5m]))' % [by, u.metric('llm_tokens_total'), sel],
       },
-      {
-        record: 'llm:tokens_per_request:avg_rate5m',
-        expr: 'sum by (%(by)s, direction) (rate(%(sum)s{%(sel)s}[5m]))\n/\nsum by (%(by)s, direction) (rate(%(count)s{%(sel)s}[5m]))' % {
-          by: by,
-          sel: sel,
-          sum: u.sum('llm_tokens_per_request'),
-          count: u.count('llm_tokens_per_request'),
-        },
-      },
+      tokensPerRequest('5m'),
       {
         record: 'llm:cost_usd:rate5m',
         expr: 'sum by (%s) (rate(%s{%s}[5m]))' % [by, u.metric('llm_cost_usd_total'), sel],
@@ -97,15 +105,7 @@ local u = import '../lib/utils.libsonnet';
       record: 'llm:cost_usd:rate1h',
       expr: 'sum by (%s) (rate(%s{%s}[1h]))' % [by, u.metric('llm_cost_usd_total'), sel],
     },
-    {
-      record: 'llm:tokens_per_request:avg_rate1h',
-      expr: 'sum by (%(by)s, direction) (rate(%(sum)s{%(sel)s}[1h]))\n/\nsum by (%(by)s, direction) (rate(%(count)s{%(sel)s}[1h]))' % {
-        by: by,
-        sel: sel,
-        sum: u.sum('llm_tokens_per_request'),
-        count: u.count('llm_tokens_per_request'),
-      },
-    },
+    tokensPerRequest('1h'),
     {
       record: 'llm:refusal_ratio:rate1h',
       expr: '(sum by (%s) (rate(%s{%s}[1h])) or llm:requests:rate1h * 0)\n/\nllm:requests:rate1h' % [by, u.metric('llm_refusals_total'), sel],
