@@ -17,11 +17,12 @@ def declared_floors() -> dict[str, str]:
               "opentelemetry-sdk", "pytest"}
     out: dict[str, str] = {}
     for req in project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]:
-        m = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", req.strip())
-        assert m, f"every dependency is declared with a floor: {req!r}"
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)(>=|==)([0-9.]+)", req.strip())
+        assert m, f"every dependency is declared with a floor (or pinned): {req!r}"
         name = m.group(1).lower()
         if name in wanted:
-            assert out.setdefault(name, m.group(2)) == m.group(2), f"{name} declared with two floors"
+            assert m.group(2) == ">=", f"{name}: the floor run needs a range, not a pin"
+            assert out.setdefault(name, m.group(3)) == m.group(3), f"{name} declared with two floors"
     return out
 
 

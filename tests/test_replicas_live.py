@@ -168,7 +168,7 @@ def test_three_replicas_one_restarting_total_and_page_once(tmp_path):
 
                 # The counter reset really happened, in the same series.
                 resets = localstack.query_value(
-                    prom.url, f'resets(llm_requests_total{{instance="{victim.address}",feature="k8s-steady"}}[5m])')
+                    prom.url, f'resets(llm_requests_total{{instance="{victim.address}",feature="k8s-steady",finish_reason="stop"}}[5m])')
                 assert resets == 1
 
                 # Totals: the run is shorter than 5m, so rate5m x 300 is the increase the rules
