@@ -8,8 +8,6 @@ Cases (all over the same ~1,500 rotating label sets unless said otherwise):
 * ``otel sdk (cached attrs)`` / ``otel sdk (attrs per call)``: OpenTelemetry SDK
   metrics API, InMemoryMetricReader attached
 * ``ours: record_call``      ``llm_exporter.record_call(...)``
-* ``prototype: flat arrays, 1 lock/call`` ``benchmarks/prototype_storage.py``: the same
-  updates into one value array per label set (a design sketch for the core, not used by it)
 * ``ours: start_call..finish`` what the SDK instrumentation does per streamed call:
   start_call, first_token, set_usage, set_finish_reason, finish
 """
@@ -74,9 +72,6 @@ def main() -> None:
     cases["otel sdk (cached attrs)"] = W.otel_cached_attrs(otel, sets)
     otel2 = W.OtelMetrics(InMemoryMetricReader())
     cases["otel sdk (attrs per call)"] = W.otel_fresh_attrs(otel2, sets)
-    from benchmarks import prototype_storage as P
-
-    cases["prototype: flat arrays, 1 lock/call"] = P.record_case(P.Store(), sets)
     notes = []
     try:
         cases.update(ours_cases(sets, notes))

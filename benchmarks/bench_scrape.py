@@ -274,18 +274,6 @@ def main() -> None:
         except Exception as exc:
             notes.append(f"ours over HTTP not measured: {type(exc).__name__}: {exc}")
             traceback.print_exc()
-    from benchmarks import prototype_storage as P
-
-    def fill_proto() -> P.Store:
-        st = P.Store()
-        for s, fr in reference_calls():
-            st.record(*s, finish_reason=fr)
-        return st
-
-    store, state_bytes["prototype: flat arrays + cached text"] = state_memory(fill_proto)
-    renderer = P.Renderer(store)
-    info["prototype_storage_same_samples_as_floor"] = same_samples(renderer.render(), generate_latest(floor_reg))
-    scrapes["prototype: flat arrays + cached text"] = renderer.render
     try:
         (otel_reg, otel_m), state_bytes["otel: PrometheusMetricReader"] = state_memory(fill_otel)
         cleanup.append(otel_m.shutdown)

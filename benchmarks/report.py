@@ -119,11 +119,6 @@ def _scrape(r: dict[str, Any]) -> list[str]:
                 "label text built once and cached (not used by the exporter; sizes the gain of that design). "
                 f"Same samples as generate_latest: {info['prototype_same_samples']}; byte-identical body: "
                 f"{info['prototype_body_identical']}."]
-    if "prototype_storage_same_samples_as_floor" in info:
-        out += ["", "Prototype row `flat arrays + cached text`: `benchmarks/prototype_storage.py` holds the same "
-                "data as one value array per label set and renders it with cached label text (a design sketch, "
-                "not used by the exporter). Same samples as the prometheus-client floor: "
-                f"{info['prototype_storage_same_samples_as_floor']}."]
     if "multiprocess_dir_bytes" in info:
         out += ["", f"Multi-process: {len(info.get('multiprocess_files', []))} files, "
                 f"{info['multiprocess_dir_bytes'] / MiB:.1f} MiB on disk; filling them took "

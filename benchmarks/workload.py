@@ -129,6 +129,10 @@ class PromMetrics:
             s = _spec(name)
             return Histogram(s.name, s.help, s.labels, buckets=s.buckets, registry=r)
 
+        # the histograms' common labels, as the contract in use has them (per feature before the series
+        # budget, per provider/model/operation since)
+        self.hist_labels = tuple(lb for lb in _spec("llm_request_duration_seconds").labels if lb in C.COMMON_LABELS)
+
         s = _spec("llm_in_flight_requests")
         self.in_flight = Gauge(s.name, s.help, s.labels, registry=r)
         self.requests = counter("llm_requests_total")
@@ -144,15 +148,17 @@ class PromMetrics:
              finish_reason: str = "stop") -> tuple:
         """All children one call touches, resolved once."""
         lv = (provider, model, feature, operation)
+        values = dict(zip(C.COMMON_LABELS, lv))
+        hv = tuple(values[lb] for lb in self.hist_labels)
         return (
             self.in_flight.labels(provider, model, feature),
             self.requests.labels(*lv, finish_reason),
-            self.duration.labels(*lv),
-            self.ttft.labels(*lv),
-            self.tpot.labels(*lv),
+            self.duration.labels(*hv),
+            self.ttft.labels(*hv),
+            self.tpot.labels(*hv),
             tuple(self.tokens.labels(*lv, t) for t in C.TOKEN_TYPES),
-            self.tokens_per_req.labels(*lv, "input"),
-            self.tokens_per_req.labels(*lv, "output"),
+            self.tokens_per_req.labels(*hv, "input"),
+            self.tokens_per_req.labels(*hv, "output"),
             self.cost.labels(*lv),
             self.savings.labels(*lv) if self.savings is not None else None,
         )
@@ -212,15 +218,16 @@ def naive_labels(m: PromMetrics, sets: list[tuple[str, str, str, str]]) -> Calla
 
     def record(provider: str, model: str, feature: str, operation: str) -> None:
         kw = dict(provider=provider, model=model, feature=feature, operation=operation)
+        hkw = {lb: kw[lb] for lb in m.hist_labels}
         m.in_flight.labels(provider=provider, model=model, feature=feature).inc()
         m.requests.labels(finish_reason="stop", **kw).inc()
-        m.duration.labels(**kw).observe(DURATION_S)
-        m.ttft.labels(**kw).observe(TTFT_S)
-        m.tpot.labels(**kw).observe(TPOT_S)
+        m.duration.labels(**hkw).observe(DURATION_S)
+        m.ttft.labels(**hkw).observe(TTFT_S)
+        m.tpot.labels(**hkw).observe(TPOT_S)
         for t, v in zip(C.TOKEN_TYPES, DISJOINT):
             m.tokens.labels(token_type=t, **kw).inc(v)
-        m.tokens_per_req.labels(direction="input", **kw).observe(INPUT_TOKENS)
-        m.tokens_per_req.labels(direction="output", **kw).observe(OUTPUT_TOKENS)
+        m.tokens_per_req.labels(direction="input", **hkw).observe(INPUT_TOKENS)
+        m.tokens_per_req.labels(direction="output", **hkw).observe(OUTPUT_TOKENS)
         m.cost.labels(**kw).inc(COST_USD)
         if m.savings is not None:
             m.savings.labels(**kw).inc(SAVINGS_USD)
