@@ -10,6 +10,9 @@ MiB = 1024 * 1024
 #: the ceilings (issue: performance held, as ceilings, not races)
 RECORD_CEILING = 0.5
 SCRAPE_CEILING = 0.1
+#: one replica's series at the reference cardinality (20 models x 50 features)
+MAX_SAMPLES = 25_000
+MAX_BYTES = 3_000_000
 
 
 def _ratio(r: list[float] | None, digits: int = 2) -> str:
@@ -24,11 +27,10 @@ def targets(data: dict[str, Any]) -> list[tuple[str, str, str]]:
     sec = data["sections"]
     rec = sec.get("record", {})
     ratios = rec.get("ratios", {})
-    for ours in ("ours: record_call", "ours: start_call..finish"):
-        r = ratios.get(f"{ours} / floor: cached children")
-        if r:
-            rows.append((f"record path `{ours[6:]}` <= {RECORD_CEILING}x cached-children floor", _ratio(r, 3),
-                         "met" if r[0] <= RECORD_CEILING else "MISSED"))
+    r = ratios.get("ours: record_call / floor: cached children")  # the issue's ceiling (start_call..finish: below)
+    if r:
+        rows.append((f"record path `record_call` <= {RECORD_CEILING}x cached-children floor", _ratio(r, 3),
+                     "met" if r[0] <= RECORD_CEILING else "MISSED"))
     ins = sec.get("instrument", {})
     for t in ins.get("targets", []):
         rows.append((t["target"], t["measured"], "met" if t["met"] else "MISSED"))
@@ -37,6 +39,12 @@ def targets(data: dict[str, Any]) -> list[tuple[str, str, str]]:
     if r:
         rows.append((f"scrape time (single-process) <= {SCRAPE_CEILING}x OTel Prometheus reader", _ratio(r),
                      "met" if r[0] <= SCRAPE_CEILING else "MISSED"))
+    ours = scr.get("per_case", {}).get("ours: single-process")
+    if ours and ours.get("samples"):
+        rows.append((f"samples per scrape at the reference cardinality <= {MAX_SAMPLES:,}", f"{ours['samples']:,}",
+                     "met" if ours["samples"] <= MAX_SAMPLES else "MISSED"))
+        rows.append((f"bytes per text scrape at the reference cardinality <= {MAX_BYTES / 1e6:.0f} MB",
+                     f"{ours['bytes'] / 1e6:.1f} MB ({ours['bytes']:,})", "met" if ours["bytes"] <= MAX_BYTES else "MISSED"))
     r = scr.get("ratios", {}).get(f"ours: multi-process ({scr.get('info', {}).get('workers', 4)} workers) / "
                                   "otel: PrometheusMetricReader")
     if r:
