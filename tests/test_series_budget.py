@@ -83,3 +83,12 @@ def test_a_bad_label_set_cap_is_refused():
         with pytest.raises(ValueError, match="label_sets"):
             fresh_registry(label_limits={"label_sets": bad})
     fresh_registry()  # a later configure works
+
+
+def test_fresh_registry_resets_feature_histograms_to_the_default():
+    from llm_exporter.config import settings
+
+    fresh_registry(feature_histograms=True)
+    assert settings().feature_histograms
+    fresh_registry()
+    assert not settings().feature_histograms

@@ -125,11 +125,31 @@ class Group:
         self.hists: dict[tuple[str, ...], Hists] = {}
 
 
-class Hists:
+class _Series:
+    """The series a collector reads, by family: ``_out`` maps a family to its series, or, for a family
+    with an extra label, to {extra label value: series}."""
+
+    __slots__ = ("_out",)
+
+    def _new(self, family: str, series: Any, extra: str | None = None) -> Any:
+        if extra is None:
+            self._out[family] = series
+        else:
+            self._out.setdefault(family, {})[extra] = series
+        return series
+
+    def snapshot(self) -> dict[str, Any]:
+        """Copies of the values (caller holds the group lock): family -> value snapshot,
+        or [(extra label value, value snapshot)]; only series that exist."""
+        return {name: ([(x, o.snapshot()) for x, o in v.items()] if type(v) is dict else v.snapshot())
+                for name, v in self._out.items()}
+
+
+class Hists(_Series):
     """The histograms of one histogram key: (provider, model, operation), or the full label set
     with ``feature_histograms`` on. Shared by the label sets of that key; guarded by the group's lock."""
 
-    __slots__ = ("key", "duration", "ttft", "tpot", "per_request", "_out")
+    __slots__ = ("key", "duration", "ttft", "tpot", "per_request")
 
     def __init__(self, store: Store, key: tuple[str, ...]) -> None:
         self.key = key
@@ -138,13 +158,6 @@ class Hists:
         self.ttft: Hist | None = None  # streams only: made on first use
         self.tpot: Hist | None = None
         self.per_request: tuple[Hist, Hist] | None = None  # input, output
-
-    def _new(self, family: str, series: Any, extra: str | None = None) -> Any:
-        if extra is None:
-            self._out[family] = series
-        else:
-            self._out.setdefault(family, {})[extra] = series
-        return series
 
     def observe(self, s: Store, duration: float, ttft: float | None, tpot: float | None, parts: Any,
                 ex: dict[str, str] | None) -> None:
@@ -168,16 +181,12 @@ class Hists:
             pr[0].observe(s.ub_size, parts[0] + parts[1] + parts[2], ex)
             pr[1].observe(s.ub_size, parts[3] + parts[4], ex)
 
-    def snapshot(self) -> dict[str, Any]:
-        return {name: ([(x, o.snapshot()) for x, o in v.items()] if type(v) is dict else v.snapshot())
-                for name, v in self._out.items()}
 
-
-class StoreBundle:
+class StoreBundle(_Series):
     """All values of one (provider, model, feature, operation) label set."""
 
     __slots__ = ("key", "lock", "_store", "_group", "in_flight", "hists", "cost", "retries",
-                 "_requests", "_errors", "_tokens", "_savings", "_refusals", "_out")
+                 "_requests", "_errors", "_tokens", "_savings", "_refusals")
 
     def __init__(self, store: Store, group: Group, key: Key) -> None:
         self.key = key
@@ -207,13 +216,6 @@ class StoreBundle:
         self._tokens: tuple[Cell, ...] | None = None  # contract.TOKEN_TYPES order
         self._savings: Cell | None = None
         self._refusals: Cell | None = None
-
-    def _new(self, family: str, series: Any, extra: str | None = None) -> Any:
-        if extra is None:
-            self._out[family] = series
-        else:
-            self._out.setdefault(family, {})[extra] = series
-        return series
 
     def apply(self, finish_reason: str, error_type: str | None, duration: float, ttft: float | None,
               tpot: float | None, parts: Any, cost: float | None, savings: float | None, unpriced: bool,
@@ -273,11 +275,6 @@ class StoreBundle:
             if self._group.unpriced is None:
                 self._group.unpriced = Cell()
 
-    def snapshot(self) -> dict[str, Any]:
-        """Copies of the values (caller holds the group lock): family -> value snapshot,
-        or [(extra label value, value snapshot)]; only series that exist."""
-        return {name: ([(x, o.snapshot()) for x, o in v.items()] if type(v) is dict else v.snapshot())
-                for name, v in self._out.items()}
 
 
 class Store:

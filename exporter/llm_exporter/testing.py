@@ -29,7 +29,8 @@ def fresh_registry(**settings: Any) -> CollectorRegistry:
     """
     registry = CollectorRegistry()
     defaults: dict[str, Any] = dict(pricing=None, label_limits=None, buckets=None, created_series=False,
-                                    refusal_detector=None, hedging_detector=None, exemplars=True)
+                                    refusal_detector=None, hedging_detector=None, exemplars=True,
+                                    feature_histograms=False)
     defaults.update(settings)
     configure(registry=registry, **defaults)
     reset_log_limits()
