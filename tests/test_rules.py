@@ -50,6 +50,16 @@ def promtool(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["promtool", *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
+def assert_rules_load(tmp_path: Path, files: dict) -> None:
+    """``promtool check rules`` accepts the generated recording and alert rule files."""
+    out = tmp_path / "rules"
+    out.mkdir()
+    (out / "a.yaml").write_text(files[ALERTS_FILE])
+    (out / "r.yaml").write_text(files[RECORDING_FILE])
+    result = promtool("check", "rules", str(out / "r.yaml"), str(out / "a.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def load_generate():
     spec = importlib.util.spec_from_file_location("llm_generate", ROOT / "scripts" / "generate.py")
     module = importlib.util.module_from_spec(spec)
@@ -394,12 +404,7 @@ def test_overrides_change_thresholds_in_one_place(tmp_path):
     recording = yaml.safe_load(files[RECORDING_FILE])
     assert all('job="my-app"' in r["expr"] for g in recording["groups"] for r in g["rules"]
                if "rate(llm_" in r["expr"])
-    out = tmp_path / "rules"
-    out.mkdir()
-    (out / "a.yaml").write_text(files[ALERTS_FILE])
-    (out / "r.yaml").write_text(files[RECORDING_FILE])
-    result = promtool("check", "rules", str(out / "r.yaml"), str(out / "a.yaml"))
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_rules_load(tmp_path, files)
 
 
 # --- prometheus.yml -------------------------------------------------------------------------------
@@ -473,9 +478,4 @@ def test_quality_drift_windows_baselines_and_thresholds_are_configurable(tmp_pat
     assert "llm:hedged_ratio:rate30m" in groups["llm-rates-30m"] and "llm:requests:rate30m" in groups["llm-rates-30m"]
     assert {"llm:eval_scores:rate1d", "llm:eval_score:mean_rate1d"} <= set(groups["llm-rates-1d"])
     assert not any("rate6h" in r and ("eval" in r or "hedged" in r) for rs in groups.values() for r in rs)
-    out = tmp_path / "rules"
-    out.mkdir()
-    (out / "a.yaml").write_text(files[ALERTS_FILE])
-    (out / "r.yaml").write_text(files[RECORDING_FILE])
-    result = promtool("check", "rules", str(out / "r.yaml"), str(out / "a.yaml"))
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_rules_load(tmp_path, files)
